@@ -1,0 +1,22 @@
+//! ticketd's domain: what a ticket is, the rules it obeys, and the ports the create use case drives.
+//!
+//! Nothing here knows about HTTP servers, HTTP clients or databases. Adapters implement the ports in
+//! [`ports`]; the `app` crate wires them to [`TicketCreator`], the one service holding the logic.
+//! Turn on the `mocks` feature (in dev-dependencies only) to get mockall mocks of every port.
+
+pub mod attachment;
+pub mod caller;
+pub mod error;
+pub mod ports;
+pub mod service;
+pub mod ticket;
+
+pub use attachment::{Attachment, AttachmentName, Sha256Hex};
+pub use caller::{EmailAddress, EmailAddressError, InvGateUserId};
+pub use error::{CreateTicketError, FieldError, GatewayError, InvalidTicket, StoreTicketError};
+pub use ports::{IncidentGateway, TicketRepository, TicketService};
+pub use service::{CreatedTicket, TicketCreator, UserCacheConfig};
+pub use ticket::{
+    CategoryId, IncidentId, LocationId, NewTicket, OccurredAt, PriorityId, SourceId, StoredTicket,
+    TicketDescription, TicketDraft, TicketTitle, TicketTypeId,
+};

@@ -1,0 +1,242 @@
+//! The create use case: resolve the caller in InvGate, create the incident, keep a local copy.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::caller::{EmailAddress, InvGateUserId};
+use crate::error::{CreateTicketError, GatewayError};
+use crate::ports::{IncidentGateway, TicketRepository, TicketService};
+use crate::ticket::{IncidentId, NewTicket, StoredTicket};
+
+/// A ticket InvGate created.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreatedTicket {
+    /// ticketd's own id for the local record.
+    pub local_id: Uuid,
+    pub inv_gate_id: IncidentId,
+    /// InvGate's answer, unchanged.
+    pub response: Value,
+}
+
+/// How long and how many `user.by` answers to remember. Only found users are remembered, so a user
+/// provisioned in InvGate a moment ago can create tickets at once.
+#[derive(Debug, Clone, Copy)]
+pub struct UserCacheConfig {
+    pub ttl: Duration,
+    pub capacity: usize,
+}
+
+impl Default for UserCacheConfig {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(300),
+            capacity: 10_000,
+        }
+    }
+}
+
+/// The one service holding ticket-creation logic, generic over its ports.
+#[derive(Debug)]
+pub struct TicketCreator<G, R> {
+    gateway: G,
+    repository: R,
+    users: UserCache,
+}
+
+impl<G: IncidentGateway, R: TicketRepository> TicketCreator<G, R> {
+    pub fn new(gateway: G, repository: R, user_cache: UserCacheConfig) -> Self {
+        Self {
+            gateway,
+            repository,
+            users: UserCache::new(user_cache),
+        }
+    }
+
+    async fn resolve_user(&self, email: &EmailAddress) -> Result<InvGateUserId, CreateTicketError> {
+        if let Some(id) = self.users.get(email) {
+            return Ok(id);
+        }
+        let found = self
+            .gateway
+            .find_user_id_by_email(email)
+            .await
+            .map_err(|err| match err {
+                // A refused lookup says nothing about the ticket; report it as InvGate failing.
+                GatewayError::Rejected { message } => {
+                    CreateTicketError::UpstreamFailed(anyhow::anyhow!("user.by rejected: {message}"))
+                }
+                other => other.into(),
+            })?;
+        match found {
+            Some(id) => {
+                self.users.put(email, id);
+                Ok(id)
+            }
+            None => Err(CreateTicketError::UserNotProvisioned {
+                email: email.to_string(),
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl<G: IncidentGateway, R: TicketRepository> TicketService for TicketCreator<G, R> {
+    #[tracing::instrument(
+        name = "ticket.create",
+        skip_all,
+        fields(invgate.user_id, invgate.request_id, ticket.attachments = ticket.attachments.len())
+    )]
+    async fn create_ticket(
+        &self,
+        caller: &EmailAddress,
+        ticket: NewTicket,
+    ) -> Result<CreatedTicket, CreateTicketError> {
+        let requester = self.resolve_user(caller).await?;
+        tracing::Span::current().record("invgate.user_id", requester.get());
+
+        let response = self.gateway.create_incident(requester, &ticket).await?;
+        let inv_gate_id = extract_incident_id(&response).ok_or_else(|| {
+            CreateTicketError::UpstreamFailed(anyhow::anyhow!(
+                "InvGate answered success without a usable request_id, id or incident_id"
+            ))
+        })?;
+        tracing::Span::current().record("invgate.request_id", inv_gate_id.get());
+
+        let stored = StoredTicket {
+            id: Uuid::now_v7(),
+            inv_gate_id,
+            creator_email: caller.clone(),
+            creator_id: requester,
+            customer_id: requester,
+            ticket,
+            invgate_response: response,
+            created_at: Utc::now(),
+        };
+        if let Err(err) = self.repository.insert(&stored).await {
+            // The incident exists in InvGate and cannot be undone: the caller gets its ticket, and
+            // the record goes to the log in full so an operator can restore it.
+            let attachments: Vec<_> = stored
+                .ticket
+                .attachments
+                .iter()
+                .map(|a| format!("{} ({} bytes, sha256 {})", a.name.as_str(), a.size, a.sha256.as_str()))
+                .collect();
+            tracing::error!(
+                error = ?anyhow::Error::from(err),
+                ticket.local_id = %stored.id,
+                invgate.request_id = inv_gate_id.get(),
+                ticket.creator_email = %stored.creator_email,
+                ticket.creator_id = requester.get(),
+                ticket.title = stored.ticket.title.as_str(),
+                ticket.description = stored.ticket.description.as_str(),
+                ticket.category_id = stored.ticket.category_id.get(),
+                ticket.priority_id = stored.ticket.priority_id.get(),
+                ticket.type_id = stored.ticket.type_id.get(),
+                ticket.source_id = stored.ticket.source_id.map(|s| s.get()),
+                ticket.location_id = stored.ticket.location_id.map(|l| l.get()),
+                ticket.date_ocurred = stored.ticket.date_ocurred.map(|d| d.epoch_seconds()),
+                ticket.related_to = ?stored.ticket.related_to.iter().map(|r| r.get()).collect::<Vec<_>>(),
+                ticket.attachments = ?attachments,
+                invgate.response = %stored.invgate_response,
+                "InvGate created the ticket but the local copy could not be stored"
+            );
+        }
+        Ok(CreatedTicket {
+            local_id: stored.id,
+            inv_gate_id,
+            response: stored.invgate_response,
+        })
+    }
+}
+
+/// InvGate's id for a created incident: `request_id` (what InvGate documents), else `id`, else
+/// `incident_id` (what proxies and older instances were seen to send); a number or a numeric string.
+#[must_use]
+pub fn extract_incident_id(response: &Value) -> Option<IncidentId> {
+    ["request_id", "id", "incident_id"]
+        .into_iter()
+        .find_map(|key| response.get(key).and_then(as_positive_id))
+}
+
+fn as_positive_id(value: &Value) -> Option<IncidentId> {
+    let raw = match value {
+        Value::Number(n) => n.as_i64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    IncidentId::parse(raw).ok()
+}
+
+/// Found users by normalized e-mail, each with when it was learnt.
+#[derive(Debug)]
+struct UserCache {
+    config: UserCacheConfig,
+    entries: Mutex<HashMap<String, (InvGateUserId, Instant)>>,
+}
+
+impl UserCache {
+    fn new(config: UserCacheConfig) -> Self {
+        Self {
+            config,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn get(&self, email: &EmailAddress) -> Option<InvGateUserId> {
+        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries
+            .get(&email.normalized())
+            .filter(|(_, learnt)| learnt.elapsed() < self.config.ttl)
+            .map(|(id, _)| *id)
+    }
+
+    fn put(&self, email: &EmailAddress, id: InvGateUserId) {
+        if self.config.capacity == 0 || self.config.ttl.is_zero() {
+            return;
+        }
+        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if entries.len() >= self.config.capacity {
+            let ttl = self.config.ttl;
+            entries.retain(|_, (_, learnt)| learnt.elapsed() < ttl);
+            if entries.len() >= self.config.capacity {
+                // Still full of live entries: start over rather than grow without bound.
+                entries.clear();
+            }
+        }
+        entries.insert(email.normalized(), (id, Instant::now()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_id_is_taken_from_request_id_first() {
+        let id = extract_incident_id(&json!({"request_id": 7, "id": 8, "incident_id": 9}));
+        assert_eq!(id.map(IncidentId::get), Some(7));
+    }
+
+    #[test]
+    fn the_id_falls_back_to_id_then_incident_id() {
+        assert_eq!(extract_incident_id(&json!({"id": 8, "incident_id": 9})).map(IncidentId::get), Some(8));
+        assert_eq!(extract_incident_id(&json!({"incident_id": "9"})).map(IncidentId::get), Some(9));
+    }
+
+    #[test]
+    fn unusable_ids_are_skipped_and_none_means_none() {
+        assert_eq!(extract_incident_id(&json!({"request_id": null, "id": " 12 "})).map(IncidentId::get), Some(12));
+        assert_eq!(extract_incident_id(&json!({"request_id": "abc"})), None);
+        assert_eq!(extract_incident_id(&json!({"request_id": 0})), None);
+        assert_eq!(extract_incident_id(&json!({"request_id": 1.5})), None);
+        assert_eq!(extract_incident_id(&json!([1, 2])), None);
+        assert_eq!(extract_incident_id(&json!({"status": "OK"})), None);
+    }
+}
