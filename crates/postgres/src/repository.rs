@@ -1,0 +1,208 @@
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::Pool;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use serde::Serialize;
+use serde_json::Value;
+use ticketd_domain::ports::TicketRepository;
+use ticketd_domain::{Attachment, StoreTicketError, StoredTicket};
+use uuid::Uuid;
+
+use crate::schema::tickets;
+
+/// Pool sizing and patience.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    pub max_size: usize,
+    /// How long a request waits for a free connection (and for a new one to connect).
+    pub timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Builds the connection pool. Connections are made lazily, so this succeeds with the database
+/// down; the first use reports it.
+///
+/// # Errors
+/// When the pool cannot be built (an invalid configuration).
+pub fn connect_pool(database_url: &str, config: PoolConfig) -> anyhow::Result<Pool<AsyncPgConnection>> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Pool::builder(manager)
+        .max_size(config.max_size)
+        .wait_timeout(Some(config.timeout))
+        .create_timeout(Some(config.timeout))
+        .recycle_timeout(Some(config.timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .context("building the PostgreSQL pool")
+}
+
+/// The [`TicketRepository`] on PostgreSQL.
+#[derive(Clone)]
+pub struct PgTicketRepository {
+    pool: Pool<AsyncPgConnection>,
+}
+
+impl std::fmt::Debug for PgTicketRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgTicketRepository").field("pool", &self.pool.status()).finish()
+    }
+}
+
+/// The metadata of one file, as stored in `tickets.attachments`.
+#[derive(Debug, Serialize)]
+struct AttachmentRecord<'a> {
+    name: &'a str,
+    size: u64,
+    content_type: &'a str,
+    sha256: &'a str,
+}
+
+impl<'a> From<&'a Attachment> for AttachmentRecord<'a> {
+    fn from(a: &'a Attachment) -> Self {
+        Self {
+            name: a.name.as_str(),
+            size: a.size,
+            content_type: &a.content_type,
+            sha256: a.sha256.as_str(),
+        }
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = tickets)]
+struct NewTicketRow<'a> {
+    id: Uuid,
+    inv_gate_id: i64,
+    creator_email: &'a str,
+    creator_id: i64,
+    customer_id: i64,
+    category_id: i64,
+    priority_id: i16,
+    type_id: i16,
+    source_id: Option<i64>,
+    location_id: Option<i64>,
+    title: &'a str,
+    description: &'a str,
+    date_ocurred: Option<DateTime<Utc>>,
+    related_to: Vec<i64>,
+    attachments: Value,
+    invgate_response: &'a Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl<'a> NewTicketRow<'a> {
+    fn from_domain(stored: &'a StoredTicket) -> anyhow::Result<Self> {
+        let t = &stored.ticket;
+        let attachments: Vec<AttachmentRecord<'_>> = t.attachments.iter().map(Into::into).collect();
+        Ok(Self {
+            id: stored.id,
+            inv_gate_id: stored.inv_gate_id.get(),
+            creator_email: stored.creator_email.as_str(),
+            creator_id: stored.creator_id.get(),
+            customer_id: stored.customer_id.get(),
+            category_id: t.category_id.get(),
+            priority_id: i16::from(t.priority_id.get()),
+            type_id: i16::from(t.type_id.get()),
+            source_id: t.source_id.map(|s| s.get()),
+            location_id: t.location_id.map(|l| l.get()),
+            title: t.title.as_str(),
+            description: t.description.as_str(),
+            date_ocurred: t.date_ocurred.map(|d| d.get()),
+            related_to: t.related_to.iter().map(|r| r.get()).collect(),
+            attachments: serde_json::to_value(attachments).context("serializing attachment metadata")?,
+            invgate_response: &stored.invgate_response,
+            created_at: stored.created_at,
+            updated_at: stored.created_at,
+        })
+    }
+}
+
+/// A row of `tickets`, as read back.
+#[derive(Debug, Clone, PartialEq, Queryable, Selectable)]
+#[diesel(table_name = tickets)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+pub struct TicketRow {
+    pub id: Uuid,
+    pub inv_gate_id: i64,
+    pub creator_email: String,
+    pub creator_id: i64,
+    pub customer_id: i64,
+    pub category_id: i64,
+    pub priority_id: i16,
+    pub type_id: i16,
+    pub source_id: Option<i64>,
+    pub location_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    pub date_ocurred: Option<DateTime<Utc>>,
+    pub related_to: Vec<i64>,
+    pub attachments: Value,
+    pub invgate_response: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl PgTicketRepository {
+    #[must_use]
+    pub fn new(pool: Pool<AsyncPgConnection>) -> Self {
+        Self { pool }
+    }
+
+    /// Reads one stored ticket by InvGate id.
+    ///
+    /// # Errors
+    /// When the database cannot be reached or the query fails.
+    pub async fn find_by_inv_gate_id(&self, inv_gate_id: i64) -> anyhow::Result<Option<TicketRow>> {
+        let mut conn = self.pool.get().await.context("getting a database connection")?;
+        tickets::table
+            .filter(tickets::inv_gate_id.eq(inv_gate_id))
+            .select(TicketRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .context("reading a ticket")
+    }
+}
+
+#[async_trait]
+impl TicketRepository for PgTicketRepository {
+    #[tracing::instrument(name = "db.tickets.insert", skip_all, fields(invgate.request_id = ticket.inv_gate_id.get()))]
+    async fn insert(&self, ticket: &StoredTicket) -> Result<(), StoreTicketError> {
+        let row = NewTicketRow::from_domain(ticket)?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .context("getting a database connection")?;
+        diesel::insert_into(tickets::table)
+            .values(&row)
+            .execute(&mut conn)
+            .await
+            .map_err(|err| match err {
+                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+                    if info.constraint_name() == Some("tickets_inv_gate_id_key") =>
+                {
+                    StoreTicketError::Duplicate {
+                        inv_gate_id: row.inv_gate_id,
+                    }
+                }
+                other => StoreTicketError::Unexpected(anyhow::Error::new(other).context("inserting a ticket")),
+            })?;
+        Ok(())
+    }
+}
