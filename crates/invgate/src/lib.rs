@@ -1,0 +1,13 @@
+//! The InvGate Service Management client: a reqwest adapter implementing the domain's
+//! [`IncidentGateway`] port over InvGate's v1 HTTP API (dotted RPC endpoint names under
+//! `…/api/v1/`, HTTP Basic auth, PHP-style arrays).
+//!
+//! Every failure is classified here, at the adapter's edge, into a [`GatewayError`]; nothing of
+//! reqwest leaks past this crate. The create call is never retried: InvGate cannot deduplicate.
+
+mod answer;
+mod client;
+
+pub use client::{InvGateConfig, InvGateConfigError, ReqwestInvGateClient};
+pub use ticketd_domain::ports::IncidentGateway;
+pub use ticketd_domain::GatewayError;

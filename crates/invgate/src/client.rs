@@ -1,0 +1,334 @@
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::multipart::{Form, Part};
+use reqwest::{Body, Method, RequestBuilder, Response, StatusCode, Url};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+use ticketd_domain::ports::IncidentGateway;
+use ticketd_domain::{Attachment, EmailAddress, GatewayError, InvGateUserId, NewTicket};
+use tokio_util::io::ReaderStream;
+
+use crate::answer::{as_id, error_message, reports_error, retry_after, truthy};
+
+/// Largest answer we read from InvGate. Its answers are small JSON documents; anything bigger is
+/// not an answer we understand, and reading it whole would let a broken upstream eat our memory.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+
+/// Connection settings for one InvGate instance.
+pub struct InvGateConfig {
+    /// e.g. `https://acme.sd.cloud.invgate.net/api/v1` (a trailing `/` is optional).
+    pub base_url: String,
+    pub username: String,
+    pub password: SecretString,
+    /// Whole-call limit: connecting, sending (files included) and reading the answer.
+    pub timeout: Duration,
+}
+
+impl std::fmt::Debug for InvGateConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvGateConfig")
+            .field("base_url", &self.base_url)
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+/// Why an [`InvGateConfig`] cannot make a client.
+#[derive(Debug, thiserror::Error)]
+pub enum InvGateConfigError {
+    #[error("the InvGate base URL {0:?} is not an absolute http(s) URL")]
+    BadBaseUrl(String),
+    #[error("the InvGate timeout must be more than zero")]
+    ZeroTimeout,
+    #[error("the HTTP client could not be built: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
+/// The [`IncidentGateway`] over InvGate's HTTP API.
+#[derive(Clone)]
+pub struct ReqwestInvGateClient {
+    http: reqwest::Client,
+    base: Url,
+    username: String,
+    password: SecretString,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for ReqwestInvGateClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReqwestInvGateClient")
+            .field("base", &self.base.as_str())
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReqwestInvGateClient {
+    /// Builds the client; one per process, shared, so connections to InvGate are reused.
+    ///
+    /// # Errors
+    /// [`InvGateConfigError`] for an unusable base URL or timeout.
+    pub fn new(config: InvGateConfig) -> Result<Self, InvGateConfigError> {
+        // reqwest is built without a bundled crypto provider (to avoid a C build); install ring's
+        // once per process. A second install fails harmlessly.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let base = parse_base_url(&config.base_url)?;
+        if config.timeout.is_zero() {
+            return Err(InvGateConfigError::ZeroTimeout);
+        }
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("ticketd/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(InvGateConfigError::Client)?;
+        Ok(Self {
+            http,
+            base,
+            username: config.username,
+            password: config.password,
+            timeout: config.timeout,
+        })
+    }
+
+    fn request(&self, method: Method, endpoint: &str) -> RequestBuilder {
+        let url = self
+            .base
+            .join(endpoint)
+            .unwrap_or_else(|_| self.base.clone());
+        self.http
+            .request(method, url)
+            .basic_auth(&self.username, Some(self.password.expose_secret()))
+            .timeout(self.timeout)
+    }
+
+    async fn create_form(&self, requester: InvGateUserId, ticket: &NewTicket) -> Result<Form, GatewayError> {
+        let mut form = Form::new()
+            .text("creator_id", requester.to_string())
+            .text("customer_id", requester.to_string())
+            .text("category_id", ticket.category_id.to_string())
+            .text("priority_id", ticket.priority_id.to_string())
+            .text("type_id", ticket.type_id.to_string())
+            .text("title", ticket.title.as_str().to_owned())
+            .text("description", ticket.description.as_str().to_owned());
+        if let Some(source) = ticket.source_id {
+            form = form.text("source_id", source.to_string());
+        }
+        if let Some(location) = ticket.location_id {
+            form = form.text("location_id", location.to_string());
+        }
+        if let Some(date) = ticket.date_ocurred {
+            form = form.text("date", date.epoch_seconds().to_string());
+        }
+        for related in &ticket.related_to {
+            form = form.text("related_to[]", related.to_string());
+        }
+        for attachment in &ticket.attachments {
+            form = form.part("attachments[]", file_part(attachment).await?);
+        }
+        Ok(form)
+    }
+}
+
+fn parse_base_url(raw: &str) -> Result<Url, InvGateConfigError> {
+    let bad = || InvGateConfigError::BadBaseUrl(raw.to_owned());
+    let trimmed = raw.trim();
+    // Endpoints are joined relative to the base, which only works when it ends with a slash.
+    let with_slash = if trimmed.ends_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/")
+    };
+    let url = Url::parse(&with_slash).map_err(|_| bad())?;
+    let usable = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some()
+        && url.query().is_none()
+        && url.fragment().is_none()
+        && url.username().is_empty()
+        && url.password().is_none();
+    if usable { Ok(url) } else { Err(bad()) }
+}
+
+/// A file part streamed from the spooled copy on disk: the bytes are never all in memory.
+async fn file_part(attachment: &Attachment) -> Result<Part, GatewayError> {
+    let file = tokio::fs::File::open(&attachment.path).await.map_err(|e| {
+        GatewayError::Unavailable(anyhow::Error::new(e).context("opening a spooled attachment"))
+    })?;
+    // The HTTP adapter only lets valid media types through; octet-stream is the safe fallback.
+    let content_type = if attachment.content_type.parse::<reqwest::header::HeaderValue>().is_ok()
+        && attachment.content_type.contains('/')
+    {
+        attachment.content_type.as_str()
+    } else {
+        "application/octet-stream"
+    };
+    Part::stream_with_length(Body::wrap_stream(ReaderStream::new(file)), attachment.size)
+        .file_name(attachment.name.as_str().to_owned())
+        .mime_str(content_type)
+        .map_err(|e| GatewayError::Unavailable(anyhow::Error::new(e).context("building a file part")))
+}
+
+/// The answer of one call: its status, `Retry-After`, and at most [`MAX_ANSWER_BYTES`] of body.
+struct Answer {
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    body: Vec<u8>,
+}
+
+async fn send(request: RequestBuilder) -> Result<Answer, GatewayError> {
+    let mut response: Response = request.send().await.map_err(transport_error)?;
+    let status = response.status();
+    let retry_after = retry_after(
+        response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(GatewayError::Unavailable(anyhow::anyhow!(
+                "InvGate answered HTTP {status} with more than {MAX_ANSWER_BYTES} bytes"
+            )));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
+}
+
+fn transport_error(err: reqwest::Error) -> GatewayError {
+    if err.is_timeout() {
+        GatewayError::Timeout
+    } else {
+        // `without_url` keeps the query (an e-mail address) out of messages and logs.
+        GatewayError::Unavailable(anyhow::Error::new(err.without_url()).context("calling InvGate"))
+    }
+}
+
+/// The classification shared by every endpoint for non-2xx answers.
+fn failure(answer: &Answer) -> GatewayError {
+    let status = answer.status;
+    match status.as_u16() {
+        401 | 403 => GatewayError::Unauthorized {
+            status: status.as_u16(),
+        },
+        429 => GatewayError::RateLimited {
+            retry_after: answer.retry_after,
+        },
+        400 | 404 | 409 | 412 | 422 | 428 => GatewayError::Rejected {
+            message: error_message(&answer.body),
+        },
+        _ => GatewayError::Unavailable(anyhow::anyhow!("InvGate answered HTTP {status}")),
+    }
+}
+
+#[async_trait]
+impl IncidentGateway for ReqwestInvGateClient {
+    #[tracing::instrument(name = "invgate.user_by", skip_all, fields(http.status_code))]
+    async fn find_user_id_by_email(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<InvGateUserId>, GatewayError> {
+        let answer = send(
+            self.request(Method::GET, "user.by")
+                .query(&[("email", email.as_str())]),
+        )
+        .await?;
+        tracing::Span::current().record("http.status_code", answer.status.as_u16());
+        if !answer.status.is_success() {
+            // InvGate does not document "no such user"; instances answer 404 or a 4xx with
+            // `status: ERROR`. Either way the user cannot be used.
+            return match failure(&answer) {
+                GatewayError::Rejected { message } => {
+                    tracing::debug!(reason = %message, "user.by found no user");
+                    Ok(None)
+                }
+                other => Err(other),
+            };
+        }
+        if answer.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+            GatewayError::Unavailable(anyhow::Error::new(e).context("user.by answered something that is not JSON"))
+        })?;
+        Ok(pick_user(&body, email).map(InvGateUserId::new))
+    }
+
+    #[tracing::instrument(
+        name = "invgate.create_incident",
+        skip_all,
+        fields(http.status_code, invgate.attachments = ticket.attachments.len())
+    )]
+    async fn create_incident(
+        &self,
+        requester: InvGateUserId,
+        ticket: &NewTicket,
+    ) -> Result<Value, GatewayError> {
+        let form = self.create_form(requester, ticket).await?;
+        let answer = send(self.request(Method::POST, "incident").multipart(form)).await?;
+        tracing::Span::current().record("http.status_code", answer.status.as_u16());
+        if !answer.status.is_success() {
+            return Err(failure(&answer));
+        }
+        let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+            GatewayError::Unavailable(
+                anyhow::Error::new(e).context(format!("InvGate answered HTTP {} without JSON", answer.status)),
+            )
+        })?;
+        if reports_error(&body) {
+            return Err(GatewayError::Rejected {
+                message: error_message(&answer.body),
+            });
+        }
+        Ok(body)
+    }
+}
+
+/// The id of the active user matching `email` in a `user.by` answer (an object, or on some
+/// instances a list of them).
+fn pick_user(body: &Value, email: &EmailAddress) -> Option<i64> {
+    let usable = |user: &Value| -> Option<i64> {
+        if reports_error(user) || truthy(user.get("is_deleted")) || truthy(user.get("is_disabled")) {
+            return None;
+        }
+        user.get("id").and_then(as_id)
+    };
+    match body {
+        Value::Object(_) => usable(body),
+        Value::Array(users) => users
+            .iter()
+            .filter(|u| {
+                u.get("email")
+                    .and_then(Value::as_str)
+                    .is_none_or(|e| e.eq_ignore_ascii_case(email.as_str()))
+            })
+            .find_map(usable),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls_get_a_trailing_slash_and_must_be_http() {
+        assert_eq!(
+            parse_base_url("https://acme.sd.cloud.invgate.net/api/v1").map(|u| u.to_string()).ok(),
+            Some("https://acme.sd.cloud.invgate.net/api/v1/".to_owned())
+        );
+        assert!(parse_base_url("https://acme.example/api/v1/").is_ok());
+        for bad in ["", "acme.example/api", "ftp://acme.example/", "https://u:p@acme.example/", "https://acme.example/?x=1"] {
+            assert!(parse_base_url(bad).is_err(), "{bad:?}");
+        }
+    }
+}

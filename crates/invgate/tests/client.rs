@@ -1,0 +1,439 @@
+//! The InvGate client against a local mock InvGate (wiremock on loopback).
+
+use std::io::Write;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+use serde_json::{Value, json};
+use ticketd_domain::{
+    Attachment, AttachmentName, EmailAddress, GatewayError, IncidentGateway, InvGateUserId, NewTicket,
+    Sha256Hex, TicketDraft,
+};
+use ticketd_invgate::{InvGateConfig, ReqwestInvGateClient};
+use wiremock::matchers::{basic_auth, method, path, query_param};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const BASIC_ALICE: (&str, &str) = ("api-user", "s3cret-key");
+
+fn client_for(server: &MockServer, timeout: Duration) -> ReqwestInvGateClient {
+    ReqwestInvGateClient::new(InvGateConfig {
+        // No trailing slash on purpose: it is optional.
+        base_url: format!("{}/api/v1", server.uri()),
+        username: BASIC_ALICE.0.into(),
+        password: SecretString::from(BASIC_ALICE.1),
+        timeout,
+    })
+    .expect("valid configuration")
+}
+
+fn client(server: &MockServer) -> ReqwestInvGateClient {
+    client_for(server, Duration::from_secs(5))
+}
+
+fn draft() -> TicketDraft {
+    TicketDraft {
+        title: Some("Printer jam".into()),
+        description: Some("<b>Tray 2</b>".into()),
+        category_id: Some(5),
+        priority_id: Some(2),
+        type_id: Some(1),
+        ..TicketDraft::default()
+    }
+}
+
+fn ticket_with(draft: TicketDraft, attachments: Vec<Attachment>) -> NewTicket {
+    NewTicket::parse(draft, attachments, Utc::now(), chrono::Duration::seconds(60)).expect("valid ticket")
+}
+
+fn spooled(name: &str, content_type: &str, bytes: &[u8]) -> (tempfile::TempPath, Attachment) {
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(bytes).expect("written");
+    let path = file.into_temp_path();
+    let attachment = Attachment {
+        name: AttachmentName::sanitize(name),
+        content_type: content_type.into(),
+        size: bytes.len() as u64,
+        sha256: Sha256Hex::parse(&"0".repeat(64)).expect("hex"),
+        path: path.to_path_buf(),
+    };
+    (path, attachment)
+}
+
+/// One part of a multipart/form-data body.
+#[derive(Debug)]
+struct FormPart {
+    name: String,
+    file_name: Option<String>,
+    content_type: Option<String>,
+    body: Vec<u8>,
+}
+
+/// A deliberately independent multipart reader, so the test checks the wire format rather than
+/// trusting the library that wrote it.
+fn parse_multipart(request: &Request) -> Vec<FormPart> {
+    let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok()).expect("content type");
+    assert!(content_type.starts_with("multipart/form-data"), "{content_type}");
+    let boundary = content_type.split("boundary=").nth(1).expect("boundary").trim_matches('"');
+    let delimiter = format!("--{boundary}").into_bytes();
+    let body = &request.body;
+    let mut positions = Vec::new();
+    let mut i = 0;
+    while i + delimiter.len() <= body.len() {
+        if body[i..].starts_with(&delimiter) {
+            positions.push(i);
+            i += delimiter.len();
+        } else {
+            i += 1;
+        }
+    }
+    positions
+        .windows(2)
+        .map(|w| {
+            let part = &body[w[0] + delimiter.len() + 2..w[1] - 2];
+            let split = part.windows(4).position(|x| x == b"\r\n\r\n").expect("header end");
+            let headers = String::from_utf8(part[..split].to_vec()).expect("utf-8 headers");
+            let header = |name: &str| {
+                headers
+                    .lines()
+                    .find(|l| l.to_ascii_lowercase().starts_with(&format!("{name}:")))
+                    .map(|l| l[name.len() + 1..].trim().to_owned())
+            };
+            let disposition = header("content-disposition").expect("disposition");
+            let param = |key: &str| {
+                disposition
+                    .split(';')
+                    .map(str::trim)
+                    .find_map(|p| p.strip_prefix(&format!("{key}=")))
+                    .map(|v| v.trim_matches('"').to_owned())
+            };
+            FormPart {
+                name: param("name").expect("name"),
+                file_name: param("filename"),
+                content_type: header("content-type"),
+                body: part[split + 4..].to_vec(),
+            }
+        })
+        .collect()
+}
+
+fn text_fields(parts: &[FormPart]) -> Vec<(String, String)> {
+    parts
+        .iter()
+        .filter(|p| p.file_name.is_none())
+        .map(|p| (p.name.clone(), String::from_utf8(p.body.clone()).expect("utf-8")))
+        .collect()
+}
+
+async fn mock_create(server: &MockServer, response: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+fn ok_answer() -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({"status": "OK", "info": "Incident created", "request_id": 1864}))
+}
+
+#[tokio::test]
+async fn a_ticket_is_sent_as_multipart_with_every_field_and_basic_auth() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .and(basic_auth(BASIC_ALICE.0, BASIC_ALICE.1))
+        .respond_with(ok_answer())
+        .expect(1)
+        .mount(&server)
+        .await;
+    let ticket = ticket_with(
+        TicketDraft {
+            source_id: Some(8),
+            location_id: Some(3),
+            date_ocurred: Some(1_700_000_000),
+            related_to: Some(vec![10, 11]),
+            ..draft()
+        },
+        vec![],
+    );
+
+    let answer = client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket)
+        .await
+        .expect("created");
+
+    assert_eq!(answer, json!({"status": "OK", "info": "Incident created", "request_id": 1864}));
+    let requests = server.received_requests().await.expect("recording on");
+    let fields = text_fields(&parse_multipart(&requests[0]));
+    let expected: Vec<(String, String)> = [
+        ("creator_id", "42"),
+        ("customer_id", "42"),
+        ("category_id", "5"),
+        ("priority_id", "2"),
+        ("type_id", "1"),
+        ("title", "Printer jam"),
+        ("description", "<b>Tray 2</b>"),
+        ("source_id", "8"),
+        ("location_id", "3"),
+        ("date", "1700000000"),
+        ("related_to[]", "10"),
+        ("related_to[]", "11"),
+    ]
+    .iter()
+    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+    .collect();
+    assert_eq!(fields, expected);
+}
+
+#[tokio::test]
+async fn optional_fields_that_were_not_given_are_not_sent() {
+    let server = MockServer::start().await;
+    mock_create(&server, ok_answer()).await;
+
+    client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect("created");
+
+    let requests = server.received_requests().await.expect("recording on");
+    let names: Vec<String> = text_fields(&parse_multipart(&requests[0])).into_iter().map(|(k, _)| k).collect();
+    assert_eq!(names, ["creator_id", "customer_id", "category_id", "priority_id", "type_id", "title", "description"]);
+}
+
+#[tokio::test]
+async fn attachments_travel_as_attachments_array_parts_with_name_type_and_exact_bytes() {
+    let server = MockServer::start().await;
+    mock_create(&server, ok_answer()).await;
+    let binary: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
+    let (_a, png) = spooled("scan.png", "image/png", &binary);
+    let (_b, txt) = spooled("notes.txt", "text/plain", b"hello\r\n--not a boundary");
+
+    client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![png, txt]))
+        .await
+        .expect("created");
+
+    let requests = server.received_requests().await.expect("recording on");
+    let files: Vec<FormPart> = parse_multipart(&requests[0]).into_iter().filter(|p| p.file_name.is_some()).collect();
+    assert_eq!(files.len(), 2);
+    assert_eq!(files[0].name, "attachments[]");
+    assert_eq!(files[0].file_name.as_deref(), Some("scan.png"));
+    assert_eq!(files[0].content_type.as_deref(), Some("image/png"));
+    assert_eq!(files[0].body, binary);
+    assert_eq!(files[1].name, "attachments[]");
+    assert_eq!(files[1].file_name.as_deref(), Some("notes.txt"));
+    assert_eq!(files[1].body, b"hello\r\n--not a boundary");
+}
+
+#[tokio::test]
+async fn a_success_code_with_status_error_is_a_rejection_carrying_invgates_message() {
+    let server = MockServer::start().await;
+    mock_create(
+        &server,
+        ResponseTemplate::new(200).set_body_json(json!({"status": "ERROR", "error": "Categoría inexistente"})),
+    )
+    .await;
+
+    let err = client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect_err("rejected");
+
+    assert!(matches!(&err, GatewayError::Rejected { message } if message == "Categoría inexistente"), "{err:?}");
+}
+
+#[tokio::test]
+async fn client_error_codes_are_rejections_with_the_error_or_info_text() {
+    for (status, body, expected) in [
+        (400, json!({"status": "ERROR", "info": "bad"}), "bad"),
+        (404, json!({"error": "no such category"}), "no such category"),
+        (422, json!({"status": "ERROR", "info": "invalid"}), "invalid"),
+        (428, json!({"status": "ERROR", "info": "Faltan parámetros"}), "Faltan parámetros"),
+    ] {
+        let server = MockServer::start().await;
+        mock_create(&server, ResponseTemplate::new(status).set_body_json(body)).await;
+
+        let err = client(&server)
+            .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+            .await
+            .expect_err("rejected");
+
+        assert!(matches!(&err, GatewayError::Rejected { message } if message == expected), "{status}: {err:?}");
+    }
+}
+
+#[tokio::test]
+async fn refused_credentials_are_unauthorized() {
+    for status in [401, 403] {
+        let server = MockServer::start().await;
+        mock_create(&server, ResponseTemplate::new(status)).await;
+
+        let err = client(&server)
+            .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+            .await
+            .expect_err("unauthorized");
+
+        assert!(matches!(err, GatewayError::Unauthorized { status: s } if s == status), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn rate_limiting_carries_retry_after_when_invgate_gives_it() {
+    let server = MockServer::start().await;
+    mock_create(&server, ResponseTemplate::new(429).insert_header("Retry-After", "12")).await;
+    let err = client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect_err("rate limited");
+    assert!(matches!(err, GatewayError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(12)), "{err:?}");
+
+    let server = MockServer::start().await;
+    mock_create(&server, ResponseTemplate::new(429)).await;
+    let err = client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect_err("rate limited");
+    assert!(matches!(err, GatewayError::RateLimited { retry_after: None }), "{err:?}");
+}
+
+#[tokio::test]
+async fn server_errors_and_garbage_are_unavailable_and_the_create_is_never_retried() {
+    for response in [
+        ResponseTemplate::new(500),
+        ResponseTemplate::new(503).set_body_string("maintenance"),
+        ResponseTemplate::new(200).set_body_string("<html>login</html>"),
+        ResponseTemplate::new(200).set_body_raw(vec![0u8; 2 * 1024 * 1024], "application/json"),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/incident"))
+            .respond_with(response)
+            .expect(1)
+            .mount(&server)
+            .await;
+
+        let err = client(&server)
+            .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+            .await
+            .expect_err("unavailable");
+
+        assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+        // `expect(1)` is verified when the server drops: exactly one attempt.
+    }
+}
+
+#[tokio::test]
+async fn a_success_answer_is_passed_on_even_without_an_id_for_the_domain_to_judge() {
+    let server = MockServer::start().await;
+    mock_create(&server, ResponseTemplate::new(200).set_body_json(json!({"status": "OK"}))).await;
+
+    let answer = client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect("2xx JSON");
+
+    assert_eq!(answer, json!({"status": "OK"}));
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let client = ReqwestInvGateClient::new(InvGateConfig {
+        base_url: format!("http://127.0.0.1:{port}/api/v1/"),
+        username: "u".into(),
+        password: SecretString::from("p"),
+        timeout: Duration::from_secs(2),
+    })
+    .expect("valid configuration");
+
+    let err = client
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect_err("nobody listens");
+
+    assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+}
+
+#[tokio::test]
+async fn no_answer_within_the_timeout_is_a_timeout() {
+    let server = MockServer::start().await;
+    mock_create(&server, ok_answer().set_delay(Duration::from_secs(3))).await;
+
+    let err = client_for(&server, Duration::from_millis(300))
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect_err("too slow");
+
+    assert!(matches!(err, GatewayError::Timeout), "{err:?}");
+}
+
+async fn mock_user_by(server: &MockServer, response: ResponseTemplate) {
+    Mock::given(method("GET"))
+        .and(path("/api/v1/user.by"))
+        .and(query_param("email", "alice+it@example.com"))
+        .and(basic_auth(BASIC_ALICE.0, BASIC_ALICE.1))
+        .respond_with(response)
+        .mount(server)
+        .await;
+}
+
+fn alice() -> EmailAddress {
+    EmailAddress::parse("alice+it@example.com").expect("email")
+}
+
+#[tokio::test]
+async fn a_user_is_found_by_email_with_a_numeric_or_string_id() {
+    for id in [json!(42), json!("42")] {
+        let server = MockServer::start().await;
+        mock_user_by(
+            &server,
+            ResponseTemplate::new(200).set_body_json(json!({"id": id, "email": "alice+it@example.com", "is_disabled": false, "is_deleted": 0})),
+        )
+        .await;
+
+        let found = client(&server).find_user_id_by_email(&alice()).await.expect("answered");
+
+        assert_eq!(found, Some(InvGateUserId::new(42)));
+    }
+}
+
+#[tokio::test]
+async fn every_way_invgate_says_no_such_user_means_none() {
+    let answers: Vec<ResponseTemplate> = vec![
+        ResponseTemplate::new(404),
+        ResponseTemplate::new(428).set_body_json(json!({"status": "ERROR", "info": "No existe"})),
+        ResponseTemplate::new(200),
+        ResponseTemplate::new(200).set_body_json(json!({})),
+        ResponseTemplate::new(200).set_body_json(json!([])),
+        ResponseTemplate::new(200).set_body_json(Value::Null),
+        ResponseTemplate::new(200).set_body_json(json!({"status": "ERROR", "error": "user not found"})),
+        ResponseTemplate::new(200).set_body_json(json!({"id": 42, "is_deleted": true})),
+        ResponseTemplate::new(200).set_body_json(json!({"id": 42, "is_disabled": "1"})),
+    ];
+    for answer in answers {
+        let server = MockServer::start().await;
+        mock_user_by(&server, answer).await;
+
+        let found = client(&server).find_user_id_by_email(&alice()).await;
+
+        assert!(matches!(found, Ok(None)), "{found:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_lookup_that_fails_is_an_error_not_a_missing_user() {
+    for (answer, check) in [
+        (ResponseTemplate::new(401), (|e: &GatewayError| matches!(e, GatewayError::Unauthorized { .. })) as fn(&GatewayError) -> bool),
+        (ResponseTemplate::new(500), |e| matches!(e, GatewayError::Unavailable(_))),
+        (ResponseTemplate::new(429), |e| matches!(e, GatewayError::RateLimited { .. })),
+        (ResponseTemplate::new(200).set_body_string("not json"), |e| matches!(e, GatewayError::Unavailable(_))),
+    ] {
+        let server = MockServer::start().await;
+        mock_user_by(&server, answer).await;
+
+        let err = client(&server).find_user_id_by_email(&alice()).await.expect_err("failed");
+
+        assert!(check(&err), "{err:?}");
+    }
+}
