@@ -1,0 +1,476 @@
+//! Turning a request body into a [`NewTicket`]: JSON, or multipart with the ticket as a `request`
+//! part or as one form field per name, plus files in `attachments[]` (or `attachments`).
+//!
+//! Files are streamed to temporary files while being measured and hashed, so memory does not grow
+//! with their size; the temporary files live exactly as long as the returned [`BoundTicket`].
+
+use actix_multipart::{Field, Multipart};
+use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
+use actix_web::{HttpRequest, web};
+use futures_util::StreamExt;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use tempfile::TempPath;
+use ticketd_domain::{Attachment, AttachmentName, FieldError, NewTicket, Sha256Hex, TicketDraft};
+use tokio::io::AsyncWriteExt;
+
+use crate::Limits;
+use crate::problem::ApiError;
+
+/// Text parts (ticket fields) a multipart body may have besides its files.
+const MAX_TEXT_PARTS: usize = 64;
+
+/// The order fields are reported in, matching the documented body.
+const FIELD_ORDER: [&str; 11] = [
+    "body",
+    "request",
+    "title",
+    "description",
+    "category_id",
+    "priority_id",
+    "type_id",
+    "source_id",
+    "location_id",
+    "date_ocurred",
+    "related_to",
+];
+
+/// A bound ticket and the temporary files its attachments point to.
+#[derive(Debug)]
+pub(crate) struct BoundTicket {
+    pub ticket: NewTicket,
+    /// The spooled attachment files, deleted when dropped.
+    pub spooled: Vec<TempPath>,
+}
+
+/// Binds the body of a create request.
+pub(crate) async fn bind_ticket(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: &Limits,
+) -> Result<BoundTicket, ApiError> {
+    let content_type = req
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let is_json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    let (fields, attachments, files) = if is_json {
+        let object = read_json(req, payload, limits).await?;
+        (object, Vec::new(), Vec::new())
+    } else if essence == "multipart/form-data" {
+        read_multipart(req, payload, limits).await?
+    } else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type must be application/json or multipart/form-data, not {:?}",
+            if content_type.is_empty() { "(none)" } else { content_type }
+        )));
+    };
+    let ticket = to_ticket(&fields, attachments, limits)?;
+    Ok(BoundTicket {
+        ticket,
+        spooled: files,
+    })
+}
+
+fn declared_length(req: &HttpRequest) -> Option<u64> {
+    req.headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+}
+
+fn too_large_json(limit: usize) -> ApiError {
+    ApiError::PayloadTooLarge(format!("the JSON body is larger than {limit} bytes"))
+}
+
+async fn read_json(
+    req: &HttpRequest,
+    mut payload: web::Payload,
+    limits: &Limits,
+) -> Result<Map<String, Value>, ApiError> {
+    let limit = limits.max_json_bytes;
+    // Refuse at once what announces itself as too big, before reading a byte of it.
+    if declared_length(req).is_some_and(|len| len > limit as u64) {
+        return Err(too_large_json(limit));
+    }
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::malformed("body", format!("could not be read: {e}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large_json(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    parse_object(&body, "body")
+}
+
+fn parse_object(bytes: &[u8], field: &str) -> Result<Map<String, Value>, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::malformed(field, "is empty; expected a JSON object"));
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(ApiError::malformed(field, "must be a JSON object")),
+        Err(e) => Err(ApiError::malformed(field, format!("is not valid JSON: {e}"))),
+    }
+}
+
+type Multiparts = (Map<String, Value>, Vec<Attachment>, Vec<TempPath>);
+
+async fn read_multipart(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: &Limits,
+) -> Result<Multiparts, ApiError> {
+    let mut multipart = Multipart::new(req.headers(), payload);
+    let mut request_json: Option<Vec<u8>> = None;
+    let mut form = Map::new();
+    let mut related: Vec<Value> = Vec::new();
+    let mut attachments = Vec::new();
+    let mut files = Vec::new();
+    let mut text_budget = limits.max_json_bytes;
+    let mut parts = 0usize;
+
+    while let Some(field) = multipart.next().await {
+        let mut field = field.map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
+        parts += 1;
+        if parts > limits.max_attachments + MAX_TEXT_PARTS {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the form has more than {} parts",
+                limits.max_attachments + MAX_TEXT_PARTS
+            )));
+        }
+        let name = field.name().unwrap_or_default().to_owned();
+        let file_name = file_name_of(&field);
+        match name.as_str() {
+            "attachments[]" | "attachments" => {
+                if attachments.len() == limits.max_attachments {
+                    return Err(ApiError::PayloadTooLarge(format!(
+                        "at most {} attachments are allowed per ticket",
+                        limits.max_attachments
+                    )));
+                }
+                let (attachment, path) = spool(&mut field, file_name.as_deref().unwrap_or_default(), limits).await?;
+                attachments.push(attachment);
+                files.push(path);
+            }
+            _ if file_name.is_some() => {
+                // A file under a name we do not know: not ours to keep, but it must not
+                // be an unbounded upload either.
+                discard(&mut field, limits.max_attachment_bytes, &name).await?;
+            }
+            _ => {
+                let value = read_text(&mut field, &name, &mut text_budget, limits.max_json_bytes).await?;
+                match name.as_str() {
+                    "request" => request_json = Some(value.into_bytes()),
+                    "related_to[]" | "related_to" => related.extend(split_ids(&value)),
+                    _ => {
+                        form.insert(name, Value::String(value));
+                    }
+                }
+            }
+        }
+    }
+
+    if !related.is_empty() {
+        form.insert("related_to".to_owned(), Value::Array(related));
+    }
+    // The `request` JSON is the ticket; loose form fields only fill what it leaves out.
+    let fields = match request_json {
+        Some(json) => {
+            let mut object = parse_object(&json, "request")?;
+            for (key, value) in form {
+                object.entry(key).or_insert(value);
+            }
+            object
+        }
+        None => form,
+    };
+    Ok((fields, attachments, files))
+}
+
+/// `related_to` as a form field may repeat, or list ids separated by commas.
+fn split_ids(value: &str) -> Vec<Value> {
+    let trimmed = value.trim();
+    if trimmed.starts_with('[') {
+        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(trimmed) {
+            return items;
+        }
+    }
+    trimmed
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Value::String(s.to_owned()))
+        .collect()
+}
+
+fn file_name_of(field: &Field) -> Option<String> {
+    let disposition = field.content_disposition()?;
+    // RFC 5987 `filename*` (UTF-8, percent-encoded) wins over the plain `filename`.
+    if let Some(extended) = disposition.get_filename_ext() {
+        return Some(String::from_utf8_lossy(&extended.value).into_owned());
+    }
+    disposition.get_filename().map(ToOwned::to_owned)
+}
+
+async fn read_text(
+    field: &mut Field,
+    name: &str,
+    budget: &mut usize,
+    limit: usize,
+) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
+        if chunk.len() > *budget {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the ticket's fields are larger than {limit} bytes together"
+            )));
+        }
+        *budget -= chunk.len();
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::malformed(name, "is not valid UTF-8"))
+}
+
+async fn discard(field: &mut Field, limit: u64, name: &str) -> Result<(), ApiError> {
+    let mut seen = 0u64;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
+        seen += chunk.len() as u64;
+        if seen > limit {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "the file in part {name:?} is larger than {limit} bytes"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Streams one file to a temporary file, measuring and hashing it on the way.
+async fn spool(field: &mut Field, raw_name: &str, limits: &Limits) -> Result<(Attachment, TempPath), ApiError> {
+    let name = AttachmentName::sanitize(raw_name);
+    let content_type = field
+        .content_type()
+        .map_or_else(|| "application/octet-stream".to_owned(), ToString::to_string);
+    let internal = |context: &'static str| {
+        move |e: std::io::Error| {
+            tracing::error!(error = %e, "{context}");
+            ApiError::Internal
+        }
+    };
+    let temp = match &limits.spool_dir {
+        Some(dir) => tempfile::Builder::new().prefix("ticketd-upload-").tempfile_in(dir),
+        None => tempfile::Builder::new().prefix("ticketd-upload-").tempfile(),
+    }
+    .map_err(internal("creating a temporary file for an upload"))?;
+    let (file, path) = temp.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = field.next().await {
+        let chunk = chunk.map_err(|e| ApiError::malformed("attachments", format!("could not be read: {e}")))?;
+        size += chunk.len() as u64;
+        if size > limits.max_attachment_bytes {
+            return Err(ApiError::PayloadTooLarge(format!(
+                "attachment {:?} is larger than {} bytes",
+                name.as_str(),
+                limits.max_attachment_bytes
+            )));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(internal("spooling an upload"))?;
+    }
+    file.flush().await.map_err(internal("spooling an upload"))?;
+    let sha256 = Sha256Hex::parse(&hex::encode(hasher.finalize())).map_err(|_| ApiError::Internal)?;
+    let attachment = Attachment {
+        name,
+        content_type,
+        size,
+        sha256,
+        path: path.to_path_buf(),
+    };
+    Ok((attachment, path))
+}
+
+/// Reads the documented fields from a JSON object (or form fields gathered into one), collecting
+/// type errors, then lets the domain check the rules; reports every problem at once.
+fn to_ticket(fields: &Map<String, Value>, attachments: Vec<Attachment>, limits: &Limits) -> Result<NewTicket, ApiError> {
+    let mut errors = Vec::new();
+    let mut text = |key: &str| match fields.get(key) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => {
+            errors.push(FieldError::new(key, "must be a string"));
+            None
+        }
+    };
+    let title = text("title");
+    let description = text("description");
+    let mut int = |key: &str, shown_as: &str| match fields.get(key).map(as_integer) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some(n))) => Some(n),
+        Some(Err(message)) => {
+            errors.push(FieldError::new(shown_as, message));
+            None
+        }
+    };
+    let category_id = int("category_id", "category_id");
+    let priority_id = int("priority_id", "priority_id");
+    let type_id = int("type_id", "type_id");
+    let source_id = int("source_id", "source_id");
+    let location_id = int("location_id", "location_id");
+    // The Go service spelled it like InvGate does; the correct spelling is accepted too.
+    let date_key = if fields.get("date_ocurred").is_some_and(|v| !v.is_null()) {
+        "date_ocurred"
+    } else {
+        "date_occurred"
+    };
+    let date_ocurred = int(date_key, "date_ocurred");
+    let related_to = match fields.get("related_to") {
+        None | Some(Value::Null) => None,
+        Some(Value::Array(items)) => {
+            let ids: Result<Vec<i64>, String> = items
+                .iter()
+                .map(|item| match as_integer(item) {
+                    Ok(Some(n)) => Ok(n),
+                    _ => Err(format!("must be an array of integers; {item} is not one")),
+                })
+                .collect();
+            match ids {
+                Ok(ids) => Some(ids),
+                Err(message) => {
+                    errors.push(FieldError::new("related_to", message));
+                    None
+                }
+            }
+        }
+        Some(_) => {
+            errors.push(FieldError::new("related_to", "must be an array of integers"));
+            None
+        }
+    };
+
+    let draft = TicketDraft {
+        title,
+        description,
+        category_id,
+        priority_id,
+        type_id,
+        source_id,
+        location_id,
+        date_ocurred,
+        related_to,
+    };
+    match NewTicket::parse(draft, attachments, chrono::Utc::now(), limits.leeway) {
+        Ok(ticket) if errors.is_empty() => Ok(ticket),
+        Ok(_) => Err(ApiError::invalid(sorted(errors))),
+        Err(invalid) => {
+            // A field with a type error is absent to the domain, which would add "is required".
+            for error in invalid.into_errors() {
+                if !errors.iter().any(|e| e.field == error.field) {
+                    errors.push(error);
+                }
+            }
+            Err(ApiError::invalid(sorted(errors)))
+        }
+    }
+}
+
+fn sorted(mut errors: Vec<FieldError>) -> Vec<FieldError> {
+    errors.sort_by_key(|e| FIELD_ORDER.iter().position(|f| *f == e.field).unwrap_or(FIELD_ORDER.len()));
+    errors
+}
+
+/// An integer from JSON: a number without fraction, or (as forms send them) a numeric string.
+fn as_integer(value: &Value) -> Result<Option<i64>, String> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => n
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| "must be an integer".to_owned()),
+        Value::String(s) if s.trim().is_empty() => Ok(None),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .map(Some)
+            .map_err(|_| "must be an integer".to_owned()),
+        _ => Err("must be an integer".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn bind(value: Value) -> Result<NewTicket, ApiError> {
+        let Value::Object(fields) = value else { panic!("object expected") };
+        to_ticket(&fields, vec![], &Limits::default())
+    }
+
+    fn invalid_fields(err: ApiError) -> Vec<(String, String)> {
+        match err {
+            ApiError::InvalidInput { errors, .. } => errors.into_iter().map(|e| (e.field, e.message)).collect(),
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_go_services_json_binds_with_unknown_and_identity_fields_ignored() {
+        let ticket = bind(json!({
+            "title": "Screen broken", "description": "Cracked", "category_id": 1, "priority_id": 5,
+            "type_id": 6, "source_id": 2, "location_id": 9, "date_ocurred": 1_600_000_000,
+            "related_to": [3, 4], "creator_id": 999, "customer_id": 999, "colour": "blue"
+        }))
+        .expect("binds");
+        assert_eq!(ticket.title.as_str(), "Screen broken");
+        assert_eq!(ticket.related_to.iter().map(|r| r.get()).collect::<Vec<_>>(), [3, 4]);
+        assert_eq!(ticket.date_ocurred.map(|d| d.epoch_seconds()), Some(1_600_000_000));
+    }
+
+    #[test]
+    fn date_occurred_is_accepted_as_a_spelling_of_date_ocurred() {
+        let ticket = bind(json!({"title": "t", "description": "d", "category_id": 1, "priority_id": 1, "type_id": 1, "date_occurred": 1_600_000_000}))
+            .expect("binds");
+        assert_eq!(ticket.date_ocurred.map(|d| d.epoch_seconds()), Some(1_600_000_000));
+    }
+
+    #[test]
+    fn numbers_sent_as_text_are_read_as_numbers() {
+        let ticket = bind(json!({"title": "t", "description": "d", "category_id": "7", "priority_id": " 2 ", "type_id": "1", "related_to": ["5"]}))
+            .expect("binds");
+        assert_eq!(ticket.category_id.get(), 7);
+    }
+
+    #[test]
+    fn type_errors_and_rule_errors_are_reported_together_once_per_field_in_order() {
+        let errors = invalid_fields(
+            bind(json!({"title": 5, "category_id": "x", "priority_id": 9, "type_id": 1.5, "related_to": "3"}))
+                .expect_err("invalid"),
+        );
+        assert_eq!(
+            errors,
+            [
+                ("title".into(), "must be a string".into()),
+                ("description".into(), "is required".into()),
+                ("category_id".into(), "must be an integer".into()),
+                ("priority_id".into(), "must be between 1 and 5".into()),
+                ("type_id".into(), "must be an integer".into()),
+                ("related_to".into(), "must be an array of integers".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn related_ids_in_a_form_may_repeat_or_be_comma_separated() {
+        assert_eq!(split_ids("1, 2,3"), [json!("1"), json!("2"), json!("3")]);
+        assert_eq!(split_ids("[4,5]"), [json!(4), json!(5)]);
+        assert!(split_ids(" ").is_empty());
+    }
+}
