@@ -88,15 +88,28 @@ mod tests {
 
     #[test]
     fn directory_parts_are_removed_from_names_of_either_platform() {
-        assert_eq!(AttachmentName::sanitize("../../etc/passwd").as_str(), "passwd");
-        assert_eq!(AttachmentName::sanitize(r"C:\Users\me\scan.pdf").as_str(), "scan.pdf");
+        assert_eq!(
+            AttachmentName::sanitize("../../etc/passwd").as_str(),
+            "passwd"
+        );
+        assert_eq!(
+            AttachmentName::sanitize(r"C:\Users\me\scan.pdf").as_str(),
+            "scan.pdf"
+        );
     }
 
     #[test]
     fn control_characters_are_dropped_and_empty_names_get_a_fallback() {
-        assert_eq!(AttachmentName::sanitize("re\u{0}port\n.txt").as_str(), "report.txt");
+        assert_eq!(
+            AttachmentName::sanitize("re\u{0}port\n.txt").as_str(),
+            "report.txt"
+        );
         for empty in ["", "  ", "dir/", "..", "\u{7}"] {
-            assert_eq!(AttachmentName::sanitize(empty).as_str(), FALLBACK_NAME, "{empty:?}");
+            assert_eq!(
+                AttachmentName::sanitize(empty).as_str(),
+                FALLBACK_NAME,
+                "{empty:?}"
+            );
         }
     }
 
@@ -104,12 +117,19 @@ mod tests {
     fn long_names_are_cut_on_a_character_boundary() {
         let name = AttachmentName::sanitize(&"日".repeat(100));
         assert!(name.as_str().len() <= NAME_MAX_BYTES);
-        assert_eq!(name.as_str().chars().count(), 85, "3-byte characters, 255 bytes");
+        assert_eq!(
+            name.as_str().chars().count(),
+            85,
+            "3-byte characters, 255 bytes"
+        );
     }
 
     #[test]
     fn non_ascii_names_survive() {
-        assert_eq!(AttachmentName::sanitize("отчёт 📎.pdf").as_str(), "отчёт 📎.pdf");
+        assert_eq!(
+            AttachmentName::sanitize("отчёт 📎.pdf").as_str(),
+            "отчёт 📎.pdf"
+        );
     }
 
     #[test]

@@ -25,7 +25,11 @@ impl EmailAddress {
         let invalid = || EmailAddressError {
             input: raw.to_owned(),
         };
-        if candidate.len() > 254 || candidate.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if candidate.len() > 254
+            || candidate
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control())
+        {
             return Err(invalid());
         }
         let (local, domain) = candidate.rsplit_once('@').ok_or_else(invalid)?;
@@ -95,8 +99,20 @@ mod tests {
 
     #[test]
     fn things_that_are_not_addresses_are_rejected() {
-        for bad in ["", "alice", "alice@", "@example.com", "alice@localhost", "a b@example.com", "a@b@example.com", "alice@example.com."] {
-            assert!(EmailAddress::parse(bad).is_err(), "{bad:?} must be rejected");
+        for bad in [
+            "",
+            "alice",
+            "alice@",
+            "@example.com",
+            "alice@localhost",
+            "a b@example.com",
+            "a@b@example.com",
+            "alice@example.com.",
+        ] {
+            assert!(
+                EmailAddress::parse(bad).is_err(),
+                "{bad:?} must be rejected"
+            );
         }
     }
 

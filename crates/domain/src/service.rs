@@ -68,9 +68,9 @@ impl<G: IncidentGateway, R: TicketRepository> TicketCreator<G, R> {
             .await
             .map_err(|err| match err {
                 // A refused lookup says nothing about the ticket; report it as InvGate failing.
-                GatewayError::Rejected { message } => {
-                    CreateTicketError::UpstreamFailed(anyhow::anyhow!("user.by rejected: {message}"))
-                }
+                GatewayError::Rejected { message } => CreateTicketError::UpstreamFailed(
+                    anyhow::anyhow!("user.by rejected: {message}"),
+                ),
                 other => other.into(),
             })?;
         match found {
@@ -125,7 +125,14 @@ impl<G: IncidentGateway, R: TicketRepository> TicketService for TicketCreator<G,
                 .ticket
                 .attachments
                 .iter()
-                .map(|a| format!("{} ({} bytes, sha256 {})", a.name.as_str(), a.size, a.sha256.as_str()))
+                .map(|a| {
+                    format!(
+                        "{} ({} bytes, sha256 {})",
+                        a.name.as_str(),
+                        a.size,
+                        a.sha256.as_str()
+                    )
+                })
                 .collect();
             tracing::error!(
                 error = ?anyhow::Error::from(err),
@@ -189,7 +196,10 @@ impl UserCache {
     }
 
     fn get(&self, email: &EmailAddress) -> Option<InvGateUserId> {
-        let entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         entries
             .get(&email.normalized())
             .filter(|(_, learnt)| learnt.elapsed() < self.config.ttl)
@@ -200,7 +210,10 @@ impl UserCache {
         if self.config.capacity == 0 || self.config.ttl.is_zero() {
             return;
         }
-        let mut entries = self.entries.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut entries = self
+            .entries
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if entries.len() >= self.config.capacity {
             let ttl = self.config.ttl;
             entries.retain(|_, (_, learnt)| learnt.elapsed() < ttl);
@@ -226,13 +239,22 @@ mod tests {
 
     #[test]
     fn the_id_falls_back_to_id_then_incident_id() {
-        assert_eq!(extract_incident_id(&json!({"id": 8, "incident_id": 9})).map(IncidentId::get), Some(8));
-        assert_eq!(extract_incident_id(&json!({"incident_id": "9"})).map(IncidentId::get), Some(9));
+        assert_eq!(
+            extract_incident_id(&json!({"id": 8, "incident_id": 9})).map(IncidentId::get),
+            Some(8)
+        );
+        assert_eq!(
+            extract_incident_id(&json!({"incident_id": "9"})).map(IncidentId::get),
+            Some(9)
+        );
     }
 
     #[test]
     fn unusable_ids_are_skipped_and_none_means_none() {
-        assert_eq!(extract_incident_id(&json!({"request_id": null, "id": " 12 "})).map(IncidentId::get), Some(12));
+        assert_eq!(
+            extract_incident_id(&json!({"request_id": null, "id": " 12 "})).map(IncidentId::get),
+            Some(12)
+        );
         assert_eq!(extract_incident_id(&json!({"request_id": "abc"})), None);
         assert_eq!(extract_incident_id(&json!({"request_id": 0})), None);
         assert_eq!(extract_incident_id(&json!({"request_id": 1.5})), None);

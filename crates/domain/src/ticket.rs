@@ -228,17 +228,35 @@ impl NewTicket {
         leeway: Duration,
     ) -> Result<Self, InvalidTicket> {
         let mut errors = Collector::default();
-        
-        let title = errors.check("title", required(draft.title.as_deref()).and_then(TicketTitle::parse));
+
+        let title = errors.check(
+            "title",
+            required(draft.title.as_deref()).and_then(TicketTitle::parse),
+        );
         let description = errors.check(
             "description",
             required(draft.description.as_deref()).and_then(TicketDescription::parse),
         );
-        let category_id = errors.check("category_id", required(draft.category_id).and_then(CategoryId::parse));
-        let priority_id = errors.check("priority_id", required(draft.priority_id).and_then(PriorityId::parse));
-        let type_id = errors.check("type_id", required(draft.type_id).and_then(TicketTypeId::parse));
-        let source_id = errors.check("source_id", draft.source_id.map(SourceId::parse).transpose());
-        let location_id = errors.check("location_id", draft.location_id.map(LocationId::parse).transpose());
+        let category_id = errors.check(
+            "category_id",
+            required(draft.category_id).and_then(CategoryId::parse),
+        );
+        let priority_id = errors.check(
+            "priority_id",
+            required(draft.priority_id).and_then(PriorityId::parse),
+        );
+        let type_id = errors.check(
+            "type_id",
+            required(draft.type_id).and_then(TicketTypeId::parse),
+        );
+        let source_id = errors.check(
+            "source_id",
+            draft.source_id.map(SourceId::parse).transpose(),
+        );
+        let location_id = errors.check(
+            "location_id",
+            draft.location_id.map(LocationId::parse).transpose(),
+        );
         let date_ocurred = errors.check(
             "date_ocurred",
             draft
@@ -252,11 +270,24 @@ impl NewTicket {
                 .related_to
                 .unwrap_or_default()
                 .into_iter()
-                .map(|id| IncidentId::parse(id).map_err(|_| format!("contains {id}, which is not a positive integer")))
+                .map(|id| {
+                    IncidentId::parse(id)
+                        .map_err(|_| format!("contains {id}, which is not a positive integer"))
+                })
                 .collect::<Result<Vec<_>, _>>(),
         );
 
-        match (title, description, category_id, priority_id, type_id, source_id, location_id, date_ocurred, related_to) {
+        match (
+            title,
+            description,
+            category_id,
+            priority_id,
+            type_id,
+            source_id,
+            location_id,
+            date_ocurred,
+            related_to,
+        ) {
             (
                 Some(title),
                 Some(description),
@@ -289,7 +320,9 @@ struct Collector(Vec<FieldError>);
 
 impl Collector {
     fn check<T>(&mut self, field: &str, result: Result<T, String>) -> Option<T> {
-        result.map_err(|message| self.0.push(FieldError::new(field, message))).ok()
+        result
+            .map_err(|message| self.0.push(FieldError::new(field, message)))
+            .ok()
     }
 }
 
@@ -352,7 +385,8 @@ mod tests {
             date_ocurred: Some(now().timestamp() + 3600),
             related_to: Some(vec![5, 0]),
         };
-        let err = NewTicket::parse(draft, vec![], now(), Duration::seconds(60)).expect_err("invalid");
+        let err =
+            NewTicket::parse(draft, vec![], now(), Duration::seconds(60)).expect_err("invalid");
         let fields: Vec<_> = err.errors().iter().map(|e| e.field.as_str()).collect();
         assert_eq!(
             fields,
@@ -373,7 +407,10 @@ mod tests {
     #[test]
     fn a_title_of_255_characters_is_accepted_and_256_is_not() {
         let ok = "é".repeat(255);
-        assert!(TicketTitle::parse(&ok).is_ok(), "255 multi-byte characters fit");
+        assert!(
+            TicketTitle::parse(&ok).is_ok(),
+            "255 multi-byte characters fit"
+        );
         let too_long = "é".repeat(256);
         assert!(TicketTitle::parse(&too_long).is_err());
     }
@@ -384,7 +421,10 @@ mod tests {
         assert!(PriorityId::parse(0).is_err() && PriorityId::parse(6).is_err());
         assert!((1..=6).all(|t| TicketTypeId::parse(t).is_ok()));
         assert!(TicketTypeId::parse(0).is_err() && TicketTypeId::parse(7).is_err());
-        assert!(PriorityId::parse(i64::from(u8::MAX) + 2).is_err(), "no wrap-around");
+        assert!(
+            PriorityId::parse(i64::from(u8::MAX) + 2).is_err(),
+            "no wrap-around"
+        );
     }
 
     #[test]

@@ -25,7 +25,8 @@ fn ticket() -> NewTicket {
         related_to: Some(vec![10, 11]),
         ..TicketDraft::default()
     };
-    NewTicket::parse(draft, vec![], Utc::now(), chrono::Duration::seconds(60)).expect("valid ticket")
+    NewTicket::parse(draft, vec![], Utc::now(), chrono::Duration::seconds(60))
+        .expect("valid ticket")
 }
 
 fn gateway_knowing_alice_as(id: i64) -> MockIncidentGateway {
@@ -43,7 +44,10 @@ fn repository_accepting_all() -> MockTicketRepository {
     repository
 }
 
-fn creator(gateway: MockIncidentGateway, repository: MockTicketRepository) -> TicketCreator<MockIncidentGateway, MockTicketRepository> {
+fn creator(
+    gateway: MockIncidentGateway,
+    repository: MockTicketRepository,
+) -> TicketCreator<MockIncidentGateway, MockTicketRepository> {
     TicketCreator::new(gateway, repository, UserCacheConfig::default())
 }
 
@@ -75,13 +79,18 @@ async fn a_ticket_is_created_for_the_caller_and_stored_with_invgates_id() {
         .expect("created");
 
     assert_eq!(created.inv_gate_id.get(), 1864);
-    assert_eq!(created.response, json!({"status": "OK", "info": "created", "request_id": 1864}));
+    assert_eq!(
+        created.response,
+        json!({"status": "OK", "info": "created", "request_id": 1864})
+    );
 }
 
 #[tokio::test]
 async fn a_caller_unknown_to_invgate_is_not_provisioned_and_nothing_is_created() {
     let mut gateway = MockIncidentGateway::new();
-    gateway.expect_find_user_id_by_email().returning(|_| Ok(None));
+    gateway
+        .expect_find_user_id_by_email()
+        .returning(|_| Ok(None));
     gateway.expect_create_incident().never();
     let mut repository = MockTicketRepository::new();
     repository.expect_insert().never();
@@ -91,7 +100,9 @@ async fn a_caller_unknown_to_invgate_is_not_provisioned_and_nothing_is_created()
         .await
         .expect_err("not provisioned");
 
-    assert!(matches!(err, CreateTicketError::UserNotProvisioned { email } if email == "alice@example.com"));
+    assert!(
+        matches!(err, CreateTicketError::UserNotProvisioned { email } if email == "alice@example.com")
+    );
 }
 
 #[tokio::test]
@@ -108,7 +119,10 @@ async fn the_user_lookup_is_cached_between_tickets() {
     let service = creator(gateway, repository_accepting_all());
 
     for _ in 0..2 {
-        service.create_ticket(&alice(), ticket()).await.expect("created");
+        service
+            .create_ticket(&alice(), ticket())
+            .await
+            .expect("created");
     }
 }
 
@@ -123,11 +137,17 @@ async fn an_expired_cache_entry_is_looked_up_again() {
         .expect_create_incident()
         .times(2)
         .returning(|_, _| Ok(json!({"request_id": 1})));
-    let no_cache = UserCacheConfig { ttl: Duration::ZERO, capacity: 10 };
+    let no_cache = UserCacheConfig {
+        ttl: Duration::ZERO,
+        capacity: 10,
+    };
     let service = TicketCreator::new(gateway, repository_accepting_all(), no_cache);
 
     for _ in 0..2 {
-        service.create_ticket(&alice(), ticket()).await.expect("created");
+        service
+            .create_ticket(&alice(), ticket())
+            .await
+            .expect("created");
     }
 }
 
@@ -138,10 +158,11 @@ async fn a_failed_local_store_still_returns_the_created_ticket() {
         .expect_create_incident()
         .returning(|_, _| Ok(json!({"request_id": 77})));
     let mut repository = MockTicketRepository::new();
-    repository
-        .expect_insert()
-        .times(1)
-        .returning(|_| Err(StoreTicketError::Unexpected(anyhow::anyhow!("connection refused"))));
+    repository.expect_insert().times(1).returning(|_| {
+        Err(StoreTicketError::Unexpected(anyhow::anyhow!(
+            "connection refused"
+        )))
+    });
 
     let created = creator(gateway, repository)
         .create_ticket(&alice(), ticket())
@@ -165,7 +186,10 @@ async fn a_success_answer_without_an_id_is_an_upstream_failure_and_nothing_is_st
         .await
         .expect_err("no id");
 
-    assert!(matches!(err, CreateTicketError::UpstreamFailed(_)), "{err:?}");
+    assert!(
+        matches!(err, CreateTicketError::UpstreamFailed(_)),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -173,7 +197,9 @@ async fn each_gateway_failure_of_the_create_maps_to_its_own_error() {
     type Check = fn(&CreateTicketError) -> bool;
     let cases: Vec<(fn() -> GatewayError, Check)> = vec![
         (
-            || GatewayError::Rejected { message: "categoría inválida".into() },
+            || GatewayError::Rejected {
+                message: "categoría inválida".into(),
+            },
             |e| matches!(e, CreateTicketError::UpstreamRejected { message } if message == "categoría inválida"),
         ),
         (
@@ -181,10 +207,15 @@ async fn each_gateway_failure_of_the_create_maps_to_its_own_error() {
             |e| matches!(e, CreateTicketError::UpstreamAuth(_)),
         ),
         (
-            || GatewayError::RateLimited { retry_after: Some(Duration::from_secs(12)) },
+            || GatewayError::RateLimited {
+                retry_after: Some(Duration::from_secs(12)),
+            },
             |e| matches!(e, CreateTicketError::UpstreamBusy { retry_after: Some(d) } if d.as_secs() == 12),
         ),
-        (|| GatewayError::Timeout, |e| matches!(e, CreateTicketError::UpstreamTimeout)),
+        (
+            || GatewayError::Timeout,
+            |e| matches!(e, CreateTicketError::UpstreamTimeout),
+        ),
         (
             || GatewayError::Unavailable(anyhow::anyhow!("HTTP 500")),
             |e| matches!(e, CreateTicketError::UpstreamFailed(_)),
@@ -192,7 +223,10 @@ async fn each_gateway_failure_of_the_create_maps_to_its_own_error() {
     ];
     for (failure, expected) in cases {
         let mut gateway = gateway_knowing_alice_as(42);
-        gateway.expect_create_incident().times(1).returning(move |_, _| Err(failure()));
+        gateway
+            .expect_create_incident()
+            .times(1)
+            .returning(move |_, _| Err(failure()));
         let mut repository = MockTicketRepository::new();
         repository.expect_insert().never();
 

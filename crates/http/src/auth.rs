@@ -89,7 +89,9 @@ impl JwtVerifier {
             return Err(AuthError::Invalid("empty bearer token".into()));
         }
         if token.len() > MAX_TOKEN_BYTES {
-            return Err(AuthError::Invalid(format!("token longer than {MAX_TOKEN_BYTES} bytes")));
+            return Err(AuthError::Invalid(format!(
+                "token longer than {MAX_TOKEN_BYTES} bytes"
+            )));
         }
         let claims = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| AuthError::Invalid(e.to_string()))?
@@ -106,14 +108,20 @@ fn caller_from(claims: &Claims) -> Result<Caller, AuthError> {
     as_email(&claims.email)
         .or_else(|| as_email(&claims.sub))
         .map(|email| Caller { email })
-        .ok_or_else(|| AuthError::Invalid("neither the email claim nor sub is an e-mail address".into()))
+        .ok_or_else(|| {
+            AuthError::Invalid("neither the email claim nor sub is an e-mail address".into())
+        })
 }
 
 /// Signs an HS256 token for `email` valid for `ttl`: for operators, the demo and tests.
 ///
 /// # Errors
 /// When the token cannot be encoded.
-pub fn mint_hs256_token(secret: &SecretString, email: &str, ttl: Duration) -> anyhow::Result<String> {
+pub fn mint_hs256_token(
+    secret: &SecretString,
+    email: &str,
+    ttl: Duration,
+) -> anyhow::Result<String> {
     let now = chrono::Utc::now().timestamp();
     let ttl = i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX / 2);
     let claims = serde_json::json!({
@@ -135,14 +143,15 @@ pub(crate) async fn require_caller(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let verifier = req
-        .app_data::<web::Data<JwtVerifier>>()
-        .cloned();
+    let verifier = req.app_data::<web::Data<JwtVerifier>>().cloned();
     let Some(verifier) = verifier else {
         tracing::error!("no JwtVerifier in the app data: refusing every request");
         return Ok(req.error_response(ApiError::Internal));
     };
-    let header = req.headers().get(AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let header = req
+        .headers()
+        .get(AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
     let outcome = {
         let _span = tracing::info_span!("auth").entered();
         verifier.authenticate(header)
@@ -150,7 +159,9 @@ pub(crate) async fn require_caller(
     match outcome {
         Ok(caller) => {
             req.extensions_mut().insert(caller);
-            next.call(req).await.map(ServiceResponse::map_into_boxed_body)
+            next.call(req)
+                .await
+                .map(ServiceResponse::map_into_boxed_body)
         }
         Err(AuthError::Missing) => {
             tracing::info!("request without a bearer token");
@@ -192,7 +203,8 @@ mod tests {
     }
 
     fn sign(claims: &Value, alg: Algorithm, key: &[u8]) -> String {
-        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key)).expect("encodes")
+        jsonwebtoken::encode(&Header::new(alg), claims, &EncodingKey::from_secret(key))
+            .expect("encodes")
     }
 
     fn bearer(token: &str) -> String {
@@ -205,25 +217,63 @@ mod tests {
 
     #[test]
     fn a_minted_token_authenticates_its_email() {
-        let token = mint_hs256_token(&secret(), "alice@example.com", Duration::from_secs(60)).expect("minted");
-        let caller = verifier().authenticate(Some(&bearer(&token))).expect("valid");
+        let token = mint_hs256_token(&secret(), "alice@example.com", Duration::from_secs(60))
+            .expect("minted");
+        let caller = verifier()
+            .authenticate(Some(&bearer(&token)))
+            .expect("valid");
         assert_eq!(caller.email.as_str(), "alice@example.com");
     }
 
     #[test]
     fn the_email_claim_wins_and_an_email_shaped_sub_is_the_fallback() {
-        let both = sign(&json!({"email": "a@example.com", "sub": "b@example.com", "exp": in_an_hour()}), Algorithm::HS256, b"test-secret-of-reasonable-length");
-        assert_eq!(verifier().authenticate(Some(&bearer(&both))).expect("valid").email.as_str(), "a@example.com");
-        let go_style = sign(&json!({"sub": "b@example.com", "exp": in_an_hour()}), Algorithm::HS256, b"test-secret-of-reasonable-length");
-        assert_eq!(verifier().authenticate(Some(&bearer(&go_style))).expect("valid").email.as_str(), "b@example.com");
-        let no_email = sign(&json!({"sub": "user-123", "exp": in_an_hour()}), Algorithm::HS256, b"test-secret-of-reasonable-length");
-        assert!(matches!(verifier().authenticate(Some(&bearer(&no_email))), Err(AuthError::Invalid(_))));
+        let both = sign(
+            &json!({"email": "a@example.com", "sub": "b@example.com", "exp": in_an_hour()}),
+            Algorithm::HS256,
+            b"test-secret-of-reasonable-length",
+        );
+        assert_eq!(
+            verifier()
+                .authenticate(Some(&bearer(&both)))
+                .expect("valid")
+                .email
+                .as_str(),
+            "a@example.com"
+        );
+        let go_style = sign(
+            &json!({"sub": "b@example.com", "exp": in_an_hour()}),
+            Algorithm::HS256,
+            b"test-secret-of-reasonable-length",
+        );
+        assert_eq!(
+            verifier()
+                .authenticate(Some(&bearer(&go_style)))
+                .expect("valid")
+                .email
+                .as_str(),
+            "b@example.com"
+        );
+        let no_email = sign(
+            &json!({"sub": "user-123", "exp": in_an_hour()}),
+            Algorithm::HS256,
+            b"test-secret-of-reasonable-length",
+        );
+        assert!(matches!(
+            verifier().authenticate(Some(&bearer(&no_email))),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]
     fn a_missing_header_or_another_scheme_is_missing_credentials() {
-        assert!(matches!(verifier().authenticate(None), Err(AuthError::Missing)));
-        assert!(matches!(verifier().authenticate(Some("Basic YWxpY2U6cA==")), Err(AuthError::Missing)));
+        assert!(matches!(
+            verifier().authenticate(None),
+            Err(AuthError::Missing)
+        ));
+        assert!(matches!(
+            verifier().authenticate(Some("Basic YWxpY2U6cA==")),
+            Err(AuthError::Missing)
+        ));
     }
 
     #[test]
@@ -231,17 +281,54 @@ mod tests {
         let key = b"test-secret-of-reasonable-length";
         let now = chrono::Utc::now().timestamp();
         let cases = [
-            ("wrong key", sign(&json!({"email": "a@example.com", "exp": in_an_hour()}), Algorithm::HS256, b"another-secret")),
-            ("expired beyond leeway", sign(&json!({"email": "a@example.com", "exp": now - 120}), Algorithm::HS256, key)),
-            ("no exp", sign(&json!({"email": "a@example.com"}), Algorithm::HS256, key)),
-            ("nbf beyond leeway", sign(&json!({"email": "a@example.com", "exp": in_an_hour(), "nbf": now + 600}), Algorithm::HS256, key)),
-            ("HS512 instead of HS256", sign(&json!({"email": "a@example.com", "exp": in_an_hour()}), Algorithm::HS512, key)),
+            (
+                "wrong key",
+                sign(
+                    &json!({"email": "a@example.com", "exp": in_an_hour()}),
+                    Algorithm::HS256,
+                    b"another-secret",
+                ),
+            ),
+            (
+                "expired beyond leeway",
+                sign(
+                    &json!({"email": "a@example.com", "exp": now - 120}),
+                    Algorithm::HS256,
+                    key,
+                ),
+            ),
+            (
+                "no exp",
+                sign(&json!({"email": "a@example.com"}), Algorithm::HS256, key),
+            ),
+            (
+                "nbf beyond leeway",
+                sign(
+                    &json!({"email": "a@example.com", "exp": in_an_hour(), "nbf": now + 600}),
+                    Algorithm::HS256,
+                    key,
+                ),
+            ),
+            (
+                "HS512 instead of HS256",
+                sign(
+                    &json!({"email": "a@example.com", "exp": in_an_hour()}),
+                    Algorithm::HS512,
+                    key,
+                ),
+            ),
             ("garbage", "not.a.token".to_owned()),
             ("empty", String::new()),
             ("oversized", "a".repeat(MAX_TOKEN_BYTES + 1)),
         ];
         for (why, token) in cases {
-            assert!(matches!(verifier().authenticate(Some(&bearer(&token))), Err(AuthError::Invalid(_))), "{why}");
+            assert!(
+                matches!(
+                    verifier().authenticate(Some(&bearer(&token))),
+                    Err(AuthError::Invalid(_))
+                ),
+                "{why}"
+            );
         }
     }
 
@@ -249,9 +336,13 @@ mod tests {
     fn an_unsigned_alg_none_token_is_invalid() {
         use base64_like::encode;
         let header = encode(br#"{"alg":"none","typ":"JWT"}"#);
-        let payload = encode(format!(r#"{{"email":"a@example.com","exp":{}}}"#, in_an_hour()).as_bytes());
+        let payload =
+            encode(format!(r#"{{"email":"a@example.com","exp":{}}}"#, in_an_hour()).as_bytes());
         let token = format!("{header}.{payload}.");
-        assert!(matches!(verifier().authenticate(Some(&bearer(&token))), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier().authenticate(Some(&bearer(&token))),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -266,12 +357,17 @@ mod tests {
 
     /// Unpadded base64url, enough to forge a header by hand.
     mod base64_like {
-        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
         pub fn encode(input: &[u8]) -> String {
             let mut out = String::new();
             for chunk in input.chunks(3) {
-                let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+                let b = [
+                    chunk[0],
+                    *chunk.get(1).unwrap_or(&0),
+                    *chunk.get(2).unwrap_or(&0),
+                ];
                 let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
                 let chars = chunk.len() + 1;
                 for i in 0..chars {

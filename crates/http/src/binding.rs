@@ -54,7 +54,12 @@ pub(crate) async fn bind_ticket(
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let is_json = essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"));
     let (fields, attachments, files) = if is_json {
@@ -65,7 +70,11 @@ pub(crate) async fn bind_ticket(
     } else {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/json or multipart/form-data, not {:?}",
-            if content_type.is_empty() { "(none)" } else { content_type }
+            if content_type.is_empty() {
+                "(none)"
+            } else {
+                content_type
+            }
         )));
     };
     let ticket = to_ticket(&fields, attachments, limits)?;
@@ -98,7 +107,8 @@ async fn read_json(
     }
     let mut body = web::BytesMut::new();
     while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::malformed("body", format!("could not be read: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::malformed("body", format!("could not be read: {e}")))?;
         if body.len() + chunk.len() > limit {
             return Err(too_large_json(limit));
         }
@@ -109,12 +119,18 @@ async fn read_json(
 
 fn parse_object(bytes: &[u8], field: &str) -> Result<Map<String, Value>, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(ApiError::malformed(field, "is empty; expected a JSON object"));
+        return Err(ApiError::malformed(
+            field,
+            "is empty; expected a JSON object",
+        ));
     }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(ApiError::malformed(field, "must be a JSON object")),
-        Err(e) => Err(ApiError::malformed(field, format!("is not valid JSON: {e}"))),
+        Err(e) => Err(ApiError::malformed(
+            field,
+            format!("is not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -135,7 +151,8 @@ async fn read_multipart(
     let mut parts = 0usize;
 
     while let Some(field) = multipart.next().await {
-        let mut field = field.map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
+        let mut field = field
+            .map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
         parts += 1;
         if parts > limits.max_attachments + MAX_TEXT_PARTS {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -153,7 +170,8 @@ async fn read_multipart(
                         limits.max_attachments
                     )));
                 }
-                let (attachment, path) = spool(&mut field, file_name.as_deref().unwrap_or_default(), limits).await?;
+                let (attachment, path) =
+                    spool(&mut field, file_name.as_deref().unwrap_or_default(), limits).await?;
                 attachments.push(attachment);
                 files.push(path);
             }
@@ -163,7 +181,8 @@ async fn read_multipart(
                 discard(&mut field, limits.max_attachment_bytes, &name).await?;
             }
             _ => {
-                let value = read_text(&mut field, &name, &mut text_budget, limits.max_json_bytes).await?;
+                let value =
+                    read_text(&mut field, &name, &mut text_budget, limits.max_json_bytes).await?;
                 match name.as_str() {
                     "request" => request_json = Some(value.into_bytes()),
                     "related_to[]" | "related_to" => related.extend(split_ids(&value)),
@@ -195,10 +214,10 @@ async fn read_multipart(
 /// `related_to` as a form field may repeat, or list ids separated by commas.
 fn split_ids(value: &str) -> Vec<Value> {
     let trimmed = value.trim();
-    if trimmed.starts_with('[') {
-        if let Ok(Value::Array(items)) = serde_json::from_str::<Value>(trimmed) {
-            return items;
-        }
+    if trimmed.starts_with('[')
+        && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(trimmed)
+    {
+        return items;
     }
     trimmed
         .split(',')
@@ -225,7 +244,8 @@ async fn read_text(
 ) -> Result<String, ApiError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
         if chunk.len() > *budget {
             return Err(ApiError::PayloadTooLarge(format!(
                 "the ticket's fields are larger than {limit} bytes together"
@@ -240,7 +260,8 @@ async fn read_text(
 async fn discard(field: &mut Field, limit: u64, name: &str) -> Result<(), ApiError> {
     let mut seen = 0u64;
     while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::malformed("body", format!("is not valid multipart: {e}")))?;
         seen += chunk.len() as u64;
         if seen > limit {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -252,11 +273,16 @@ async fn discard(field: &mut Field, limit: u64, name: &str) -> Result<(), ApiErr
 }
 
 /// Streams one file to a temporary file, measuring and hashing it on the way.
-async fn spool(field: &mut Field, raw_name: &str, limits: &Limits) -> Result<(Attachment, TempPath), ApiError> {
+async fn spool(
+    field: &mut Field,
+    raw_name: &str,
+    limits: &Limits,
+) -> Result<(Attachment, TempPath), ApiError> {
     let name = AttachmentName::sanitize(raw_name);
-    let content_type = field
-        .content_type()
-        .map_or_else(|| "application/octet-stream".to_owned(), ToString::to_string);
+    let content_type = field.content_type().map_or_else(
+        || "application/octet-stream".to_owned(),
+        ToString::to_string,
+    );
     let internal = |context: &'static str| {
         move |e: std::io::Error| {
             tracing::error!(error = %e, "{context}");
@@ -264,8 +290,12 @@ async fn spool(field: &mut Field, raw_name: &str, limits: &Limits) -> Result<(At
         }
     };
     let temp = match &limits.spool_dir {
-        Some(dir) => tempfile::Builder::new().prefix("ticketd-upload-").tempfile_in(dir),
-        None => tempfile::Builder::new().prefix("ticketd-upload-").tempfile(),
+        Some(dir) => tempfile::Builder::new()
+            .prefix("ticketd-upload-")
+            .tempfile_in(dir),
+        None => tempfile::Builder::new()
+            .prefix("ticketd-upload-")
+            .tempfile(),
     }
     .map_err(internal("creating a temporary file for an upload"))?;
     let (file, path) = temp.into_parts();
@@ -273,7 +303,8 @@ async fn spool(field: &mut Field, raw_name: &str, limits: &Limits) -> Result<(At
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     while let Some(chunk) = field.next().await {
-        let chunk = chunk.map_err(|e| ApiError::malformed("attachments", format!("could not be read: {e}")))?;
+        let chunk = chunk
+            .map_err(|e| ApiError::malformed("attachments", format!("could not be read: {e}")))?;
         size += chunk.len() as u64;
         if size > limits.max_attachment_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -283,10 +314,13 @@ async fn spool(field: &mut Field, raw_name: &str, limits: &Limits) -> Result<(At
             )));
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(internal("spooling an upload"))?;
+        file.write_all(&chunk)
+            .await
+            .map_err(internal("spooling an upload"))?;
     }
     file.flush().await.map_err(internal("spooling an upload"))?;
-    let sha256 = Sha256Hex::parse(&hex::encode(hasher.finalize())).map_err(|_| ApiError::Internal)?;
+    let sha256 =
+        Sha256Hex::parse(&hex::encode(hasher.finalize())).map_err(|_| ApiError::Internal)?;
     let attachment = Attachment {
         name,
         content_type,
@@ -299,7 +333,11 @@ async fn spool(field: &mut Field, raw_name: &str, limits: &Limits) -> Result<(At
 
 /// Reads the documented fields from a JSON object (or form fields gathered into one), collecting
 /// type errors, then lets the domain check the rules; reports every problem at once.
-fn to_ticket(fields: &Map<String, Value>, attachments: Vec<Attachment>, limits: &Limits) -> Result<NewTicket, ApiError> {
+fn to_ticket(
+    fields: &Map<String, Value>,
+    attachments: Vec<Attachment>,
+    limits: &Limits,
+) -> Result<NewTicket, ApiError> {
     let mut errors = Vec::new();
     let mut text = |key: &str| match fields.get(key) {
         None | Some(Value::Null) => None,
@@ -350,7 +388,10 @@ fn to_ticket(fields: &Map<String, Value>, attachments: Vec<Attachment>, limits: 
             }
         }
         Some(_) => {
-            errors.push(FieldError::new("related_to", "must be an array of integers"));
+            errors.push(FieldError::new(
+                "related_to",
+                "must be an array of integers",
+            ));
             None
         }
     };
@@ -382,7 +423,12 @@ fn to_ticket(fields: &Map<String, Value>, attachments: Vec<Attachment>, limits: 
 }
 
 fn sorted(mut errors: Vec<FieldError>) -> Vec<FieldError> {
-    errors.sort_by_key(|e| FIELD_ORDER.iter().position(|f| *f == e.field).unwrap_or(FIELD_ORDER.len()));
+    errors.sort_by_key(|e| {
+        FIELD_ORDER
+            .iter()
+            .position(|f| *f == e.field)
+            .unwrap_or(FIELD_ORDER.len())
+    });
     errors
 }
 
@@ -410,13 +456,17 @@ mod tests {
     use serde_json::json;
 
     fn bind(value: Value) -> Result<NewTicket, ApiError> {
-        let Value::Object(fields) = value else { panic!("object expected") };
+        let Value::Object(fields) = value else {
+            panic!("object expected")
+        };
         to_ticket(&fields, vec![], &Limits::default())
     }
 
     fn invalid_fields(err: ApiError) -> Vec<(String, String)> {
         match err {
-            ApiError::InvalidInput { errors, .. } => errors.into_iter().map(|e| (e.field, e.message)).collect(),
+            ApiError::InvalidInput { errors, .. } => {
+                errors.into_iter().map(|e| (e.field, e.message)).collect()
+            }
             other => panic!("expected a 400, got {other:?}"),
         }
     }
@@ -430,15 +480,28 @@ mod tests {
         }))
         .expect("binds");
         assert_eq!(ticket.title.as_str(), "Screen broken");
-        assert_eq!(ticket.related_to.iter().map(|r| r.get()).collect::<Vec<_>>(), [3, 4]);
-        assert_eq!(ticket.date_ocurred.map(|d| d.epoch_seconds()), Some(1_600_000_000));
+        assert_eq!(
+            ticket
+                .related_to
+                .iter()
+                .map(|r| r.get())
+                .collect::<Vec<_>>(),
+            [3, 4]
+        );
+        assert_eq!(
+            ticket.date_ocurred.map(|d| d.epoch_seconds()),
+            Some(1_600_000_000)
+        );
     }
 
     #[test]
     fn date_occurred_is_accepted_as_a_spelling_of_date_ocurred() {
         let ticket = bind(json!({"title": "t", "description": "d", "category_id": 1, "priority_id": 1, "type_id": 1, "date_occurred": 1_600_000_000}))
             .expect("binds");
-        assert_eq!(ticket.date_ocurred.map(|d| d.epoch_seconds()), Some(1_600_000_000));
+        assert_eq!(
+            ticket.date_ocurred.map(|d| d.epoch_seconds()),
+            Some(1_600_000_000)
+        );
     }
 
     #[test]

@@ -58,7 +58,9 @@ pub struct HttpState {
 
 impl std::fmt::Debug for HttpState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpState").field("limits", &self.limits).finish_non_exhaustive()
+        f.debug_struct("HttpState")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 

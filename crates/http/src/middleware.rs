@@ -5,11 +5,11 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Instant;
 
+use actix_web::ResponseError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::ResponseError;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -40,7 +40,8 @@ fn sane_request_id(value: &HeaderValue) -> Option<String> {
     let s = value.to_str().ok()?;
     let plain = !s.is_empty()
         && s.len() <= 128
-        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     plain.then(|| s.to_owned())
 }
 
@@ -73,7 +74,9 @@ pub(crate) async fn request_context(
         .instrument(span.clone())
         .await
         .unwrap_or_else(|panic| {
-            span.in_scope(|| tracing::error!(panic = %panic_message(&*panic), "a middleware panicked"));
+            span.in_scope(
+                || tracing::error!(panic = %panic_message(&*panic), "a middleware panicked"),
+            );
             Err(ApiError::Internal.into())
         });
 
@@ -110,7 +113,10 @@ pub(crate) async fn catch_panic(
         Ok(outcome) => outcome.map(ServiceResponse::map_into_boxed_body),
         Err(panic) => {
             tracing::error!(panic = %panic_message(&*panic), "a handler panicked; answered 500");
-            Ok(ServiceResponse::new(request, ApiError::Internal.error_response()))
+            Ok(ServiceResponse::new(
+                request,
+                ApiError::Internal.error_response(),
+            ))
         }
     }
 }

@@ -30,7 +30,10 @@ pub enum Challenge {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("{detail}")]
-    InvalidInput { detail: String, errors: Vec<FieldError> },
+    InvalidInput {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     #[error("authentication required")]
     Unauthorized(Challenge),
     #[error("{0}")]
@@ -62,7 +65,10 @@ impl ApiError {
     pub fn malformed(field: &str, message: impl Into<String>) -> Self {
         let error = FieldError::new(field, message);
         Self::InvalidInput {
-            detail: format!("the request is malformed: {} {}", error.field, error.message),
+            detail: format!(
+                "the request is malformed: {} {}",
+                error.field, error.message
+            ),
             errors: vec![error],
         }
     }
@@ -74,7 +80,10 @@ impl ApiError {
             many => format!(
                 "{} fields are invalid: {}",
                 many.len(),
-                many.iter().map(|e| e.field.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|e| e.field.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         Self::InvalidInput { detail, errors }
@@ -96,7 +105,10 @@ impl ApiError {
                 Self::UpstreamAuth
             }
             CreateTicketError::UpstreamBusy { retry_after } => {
-                tracing::warn!(retry_after_secs = retry_after.map(|d| d.as_secs()), "InvGate is rate limiting");
+                tracing::warn!(
+                    retry_after_secs = retry_after.map(|d| d.as_secs()),
+                    "InvGate is rate limiting"
+                );
                 Self::UpstreamBusy {
                     retry_after: retry_after.unwrap_or(DEFAULT_RETRY_AFTER),
                 }
@@ -222,7 +234,10 @@ impl ResponseError for ApiError {
         let detail = self.detail();
         let context = RequestContext::current();
         let body = ProblemBody {
-            kind: format!("urn:ticketd:problem:{}", self.code().to_ascii_lowercase().replace('_', "-")),
+            kind: format!(
+                "urn:ticketd:problem:{}",
+                self.code().to_ascii_lowercase().replace('_', "-")
+            ),
             title: self.title(),
             status: status.as_u16(),
             detail: &detail,
@@ -242,10 +257,14 @@ impl ResponseError for ApiError {
                 response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
             }
             Self::Unauthorized(Challenge::InvalidToken) => {
-                response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
+                response
+                    .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
             }
             Self::UpstreamBusy { retry_after } => {
-                response.insert_header((header::RETRY_AFTER, retry_after.as_secs().max(1).to_string()));
+                response.insert_header((
+                    header::RETRY_AFTER,
+                    retry_after.as_secs().max(1).to_string(),
+                ));
             }
             Self::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));

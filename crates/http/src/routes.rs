@@ -5,25 +5,23 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use tracing::Instrument;
 
+use crate::HttpState;
 use crate::auth::{Caller, require_caller};
 use crate::binding::{BoundTicket, bind_ticket};
 use crate::middleware::catch_panic;
 use crate::problem::ApiError;
 use actix_web::middleware::from_fn;
-use crate::HttpState;
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
         .service(
-            web::scope("/api/v1")
-                .wrap(from_fn(require_caller))
-                .service(
-                    resource("/tickets")
-                        .route(web::post().to(create_ticket))
-                        .default_service(web::to(|| async {
-                            Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow: "POST" })
-                        })),
-                ),
+            web::scope("/api/v1").wrap(from_fn(require_caller)).service(
+                resource("/tickets")
+                    .route(web::post().to(create_ticket))
+                    .default_service(web::to(|| async {
+                        Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow: "POST" })
+                    })),
+            ),
         );
 }
 
@@ -72,4 +70,3 @@ async fn create_ticket(
         .insert_header((LOCATION, format!("/api/v1/tickets/{}", created.inv_gate_id)))
         .json(created.response))
 }
-

@@ -20,13 +20,19 @@ fn token_for(email: &str) -> String {
 }
 
 fn bearer() -> (header::HeaderName, String) {
-    (header::AUTHORIZATION, format!("Bearer {}", token_for("alice@example.com")))
+    (
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_for("alice@example.com")),
+    )
 }
 
 fn state(service: MockTicketService, limits: Limits) -> HttpState {
     HttpState {
         service: Arc::new(service),
-        verifier: Arc::new(JwtVerifier::hs256(&SecretString::from(SECRET), Duration::from_secs(60))),
+        verifier: Arc::new(JwtVerifier::hs256(
+            &SecretString::from(SECRET),
+            Duration::from_secs(60),
+        )),
         limits,
     }
 }
@@ -39,21 +45,28 @@ fn created(id: i64) -> CreatedTicket {
     }
 }
 
+/// What a recording service saw: the caller, the ticket and the bytes of each of its files.
+type Seen = Arc<Mutex<Vec<(String, NewTicket, Vec<Vec<u8>>)>>>;
+
 /// A service that records the ticket it was asked to create (and the bytes of its files, read
 /// while the request was still running) and answers with InvGate id 1864.
-fn recording_service() -> (MockTicketService, Arc<Mutex<Vec<(String, NewTicket, Vec<Vec<u8>>)>>>) {
+fn recording_service() -> (MockTicketService, Seen) {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let mut service = MockTicketService::new();
-    service.expect_create_ticket().returning(move |caller, ticket| {
-        let contents = ticket
-            .attachments
-            .iter()
-            .map(|a| std::fs::read(&a.path).expect("spooled file exists during the call"))
-            .collect();
-        log.lock().expect("lock").push((caller.as_str().to_owned(), ticket, contents));
-        Ok(created(1864))
-    });
+    service
+        .expect_create_ticket()
+        .returning(move |caller, ticket| {
+            let contents = ticket
+                .attachments
+                .iter()
+                .map(|a| std::fs::read(&a.path).expect("spooled file exists during the call"))
+                .collect();
+            log.lock()
+                .expect("lock")
+                .push((caller.as_str().to_owned(), ticket, contents));
+            Ok(created(1864))
+        });
     (service, seen)
 }
 
@@ -75,12 +88,19 @@ struct Form {
 
 impl Form {
     fn new() -> Self {
-        Self { boundary: "XyZ-test-boundary-42", body: Vec::new() }
+        Self {
+            boundary: "XyZ-test-boundary-42",
+            body: Vec::new(),
+        }
     }
 
     fn text(mut self, name: &str, value: &str) -> Self {
         self.body.extend_from_slice(
-            format!("--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n", self.boundary).as_bytes(),
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n",
+                self.boundary
+            )
+            .as_bytes(),
         );
         self
     }
@@ -104,7 +124,10 @@ impl Form {
         TestRequest::post()
             .uri("/api/v1/tickets")
             .insert_header(bearer())
-            .insert_header((header::CONTENT_TYPE, format!("multipart/form-data; boundary={}", self.boundary)))
+            .insert_header((
+                header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={}", self.boundary),
+            ))
             .set_payload(body)
     }
 }
@@ -117,7 +140,10 @@ fn json_request(body: &Value) -> TestRequest {
         .set_payload(body.to_string())
 }
 
-async fn call(state: HttpState, request: TestRequest) -> (StatusCode, actix_web::http::header::HeaderMap, Value) {
+async fn call(
+    state: HttpState,
+    request: TestRequest,
+) -> (StatusCode, actix_web::http::header::HeaderMap, Value) {
     let app = test::init_service(app(state)).await;
     let response = test::call_service(&app, request.to_request()).await;
     let status = response.status();
@@ -133,7 +159,11 @@ fn sha256_hex(bytes: &[u8]) -> String {
 
 #[actix_web::test]
 async fn health_answers_ok_without_a_token() {
-    let (status, _, body) = call(state(untouched_service(), Limits::default()), TestRequest::get().uri("/healthz")).await;
+    let (status, _, body) = call(
+        state(untouched_service(), Limits::default()),
+        TestRequest::get().uri("/healthz"),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body, json!({"status": "ok"}));
 }
@@ -141,11 +171,24 @@ async fn health_answers_ok_without_a_token() {
 #[actix_web::test]
 async fn a_json_ticket_is_created_for_the_tokens_email_and_answered_with_invgates_payload() {
     let (service, seen) = recording_service();
-    let (status, headers, body) = call(state(service, Limits::default()), json_request(&valid_json())).await;
+    let (status, headers, body) = call(
+        state(service, Limits::default()),
+        json_request(&valid_json()),
+    )
+    .await;
 
     assert_eq!(status, StatusCode::CREATED);
-    assert_eq!(headers.get(header::LOCATION).map(HeaderValue::to_str).and_then(Result::ok), Some("/api/v1/tickets/1864"));
-    assert_eq!(body, json!({"status": "OK", "info": "Solicitud creada", "request_id": 1864}));
+    assert_eq!(
+        headers
+            .get(header::LOCATION)
+            .map(HeaderValue::to_str)
+            .and_then(Result::ok),
+        Some("/api/v1/tickets/1864")
+    );
+    assert_eq!(
+        body,
+        json!({"status": "OK", "info": "Solicitud creada", "request_id": 1864})
+    );
     let seen = seen.lock().expect("lock");
     let (caller, ticket, _) = &seen[0];
     assert_eq!(caller, "alice@example.com");
@@ -159,11 +202,18 @@ async fn a_request_without_a_token_is_401_with_a_bearer_challenge() {
         .uri("/api/v1/tickets")
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload(valid_json().to_string());
-    let (status, headers, body) = call(state(untouched_service(), Limits::default()), request).await;
+    let (status, headers, body) =
+        call(state(untouched_service(), Limits::default()), request).await;
 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    assert_eq!(headers.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()), Some(&b"Bearer"[..]));
-    assert_eq!(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(&b"application/problem+json"[..]));
+    assert_eq!(
+        headers.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+        Some(&b"Bearer"[..])
+    );
+    assert_eq!(
+        headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"application/problem+json"[..])
+    );
     assert_eq!(body["code"], "UNAUTHORIZED");
     assert_eq!(body["status"], 401);
     assert_eq!(body["instance"], "/api/v1/tickets");
@@ -177,7 +227,8 @@ async fn a_bad_token_is_401_with_invalid_token_and_no_hint_of_why() {
         .insert_header((header::AUTHORIZATION, "Bearer eyJhbGciOiJIUzI1NiJ9.e30.bad"))
         .insert_header((header::CONTENT_TYPE, "application/json"))
         .set_payload(valid_json().to_string());
-    let (status, headers, body) = call(state(untouched_service(), Limits::default()), request).await;
+    let (status, headers, body) =
+        call(state(untouched_service(), Limits::default()), request).await;
 
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(
@@ -190,13 +241,35 @@ async fn a_bad_token_is_401_with_invalid_token_and_no_hint_of_why() {
 #[actix_web::test]
 async fn every_invalid_field_is_listed_and_the_service_is_not_called() {
     let body = json!({"title": "", "category_id": 0, "priority_id": 7, "type_id": "x", "related_to": [1, -2]});
-    let (status, headers, body) = call(state(untouched_service(), Limits::default()), json_request(&body)).await;
+    let (status, headers, body) = call(
+        state(untouched_service(), Limits::default()),
+        json_request(&body),
+    )
+    .await;
 
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert_eq!(headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()), Some(&b"application/problem+json"[..]));
+    assert_eq!(
+        headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes()),
+        Some(&b"application/problem+json"[..])
+    );
     assert_eq!(body["code"], "INVALID_INPUT");
-    let fields: Vec<&str> = body["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("field")).collect();
-    assert_eq!(fields, ["title", "description", "category_id", "priority_id", "type_id", "related_to"]);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().expect("field"))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "title",
+            "description",
+            "category_id",
+            "priority_id",
+            "type_id",
+            "related_to"
+        ]
+    );
     assert!(body["errors"][0]["message"].is_string());
 }
 
@@ -228,7 +301,10 @@ async fn another_content_type_is_415() {
 
 #[actix_web::test]
 async fn a_json_body_over_the_limit_is_413() {
-    let limits = Limits { max_json_bytes: 64, ..Limits::default() };
+    let limits = Limits {
+        max_json_bytes: 64,
+        ..Limits::default()
+    };
     let mut body = valid_json();
     body["description"] = json!("x".repeat(100));
     let (status, _, problem) = call(state(untouched_service(), limits), json_request(&body)).await;
@@ -245,7 +321,12 @@ async fn a_multipart_ticket_with_a_request_part_streams_its_files_to_the_service
     let form = Form::new()
         .file("attachments[]", "screen.png", "image/png", &png)
         // A quoted-string escapes backslashes; the Windows path arrives as C:\Users\me\log.txt.
-        .file("attachments[]", r"C:\\Users\\me\\log.txt", "text/plain", b"line 1\r\n--line 2")
+        .file(
+            "attachments[]",
+            r"C:\\Users\\me\\log.txt",
+            "text/plain",
+            b"line 1\r\n--line 2",
+        )
         .file("attachments[]", "../../etc/passwd", "text/plain", b"x")
         .text("request", &valid_json().to_string());
 
@@ -263,7 +344,10 @@ async fn a_multipart_ticket_with_a_request_part_streams_its_files_to_the_service
     assert_eq!(contents[0], png);
     assert_eq!(contents[1], b"line 1\r\n--line 2");
     for attachment in &ticket.attachments {
-        assert!(!attachment.path.exists(), "spooled files are removed after the request");
+        assert!(
+            !attachment.path.exists(),
+            "spooled files are removed after the request"
+        );
     }
 }
 
@@ -287,24 +371,47 @@ async fn a_multipart_ticket_may_send_one_form_field_per_name() {
     let seen = seen.lock().expect("lock");
     let (_, ticket, _) = &seen[0];
     assert_eq!(ticket.category_id.get(), 3);
-    assert_eq!(ticket.related_to.iter().map(|r| r.get()).collect::<Vec<_>>(), [10, 11]);
+    assert_eq!(
+        ticket
+            .related_to
+            .iter()
+            .map(|r| r.get())
+            .collect::<Vec<_>>(),
+        [10, 11]
+    );
     assert_eq!(ticket.attachments[0].name.as_str(), "attachment");
 }
 
 #[actix_web::test]
 async fn invalid_form_fields_are_listed_like_json_ones() {
     let form = Form::new().text("title", "x").text("priority_id", "high");
-    let (status, _, body) = call(state(untouched_service(), Limits::default()), form.request()).await;
+    let (status, _, body) = call(
+        state(untouched_service(), Limits::default()),
+        form.request(),
+    )
+    .await;
 
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let fields: Vec<&str> = body["errors"].as_array().expect("errors").iter().map(|e| e["field"].as_str().expect("field")).collect();
-    assert_eq!(fields, ["description", "category_id", "priority_id", "type_id"]);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .map(|e| e["field"].as_str().expect("field"))
+        .collect();
+    assert_eq!(
+        fields,
+        ["description", "category_id", "priority_id", "type_id"]
+    );
 }
 
 #[actix_web::test]
 async fn a_malformed_request_part_is_400_naming_it() {
     let form = Form::new().text("request", "{not json");
-    let (status, _, body) = call(state(untouched_service(), Limits::default()), form.request()).await;
+    let (status, _, body) = call(
+        state(untouched_service(), Limits::default()),
+        form.request(),
+    )
+    .await;
 
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["errors"][0]["field"], "request");
@@ -312,10 +419,16 @@ async fn a_malformed_request_part_is_400_naming_it() {
 
 #[actix_web::test]
 async fn a_file_over_the_size_limit_is_413_naming_it() {
-    let limits = Limits { max_attachment_bytes: 1000, ..Limits::default() };
-    let form = Form::new()
-        .text("request", &valid_json().to_string())
-        .file("attachments[]", "big.bin", "application/octet-stream", &[7u8; 1001]);
+    let limits = Limits {
+        max_attachment_bytes: 1000,
+        ..Limits::default()
+    };
+    let form = Form::new().text("request", &valid_json().to_string()).file(
+        "attachments[]",
+        "big.bin",
+        "application/octet-stream",
+        &[7u8; 1001],
+    );
     let (status, _, body) = call(state(untouched_service(), limits), form.request()).await;
 
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
@@ -324,7 +437,10 @@ async fn a_file_over_the_size_limit_is_413_naming_it() {
 
 #[actix_web::test]
 async fn more_files_than_allowed_is_413() {
-    let limits = Limits { max_attachments: 2, ..Limits::default() };
+    let limits = Limits {
+        max_attachments: 2,
+        ..Limits::default()
+    };
     let form = Form::new()
         .text("request", &valid_json().to_string())
         .file("attachments[]", "a", "text/plain", b"a")
@@ -333,7 +449,12 @@ async fn more_files_than_allowed_is_413() {
     let (status, _, body) = call(state(untouched_service(), limits), form.request()).await;
 
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert!(body["detail"].as_str().expect("detail").contains("at most 2"));
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("at most 2")
+    );
 }
 
 #[actix_web::test]
@@ -350,33 +471,80 @@ async fn broken_multipart_is_400() {
 
 #[actix_web::test]
 async fn each_service_failure_has_its_status_and_code() {
-    let cases: Vec<(fn() -> CreateTicketError, StatusCode, &str)> = vec![
-        (|| CreateTicketError::UserNotProvisioned { email: "alice@example.com".into() }, StatusCode::FORBIDDEN, "USER_NOT_PROVISIONED"),
-        (|| CreateTicketError::UpstreamRejected { message: "Categoría inválida".into() }, StatusCode::UNPROCESSABLE_ENTITY, "UPSTREAM_REJECTED"),
+    type Failure = fn() -> CreateTicketError;
+    let cases: Vec<(Failure, StatusCode, &str)> = vec![
         (
-            || CreateTicketError::UpstreamAuth(ticketd_domain::GatewayError::Unauthorized { status: 401 }),
+            || CreateTicketError::UserNotProvisioned {
+                email: "alice@example.com".into(),
+            },
+            StatusCode::FORBIDDEN,
+            "USER_NOT_PROVISIONED",
+        ),
+        (
+            || CreateTicketError::UpstreamRejected {
+                message: "Categoría inválida".into(),
+            },
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "UPSTREAM_REJECTED",
+        ),
+        (
+            || {
+                CreateTicketError::UpstreamAuth(ticketd_domain::GatewayError::Unauthorized {
+                    status: 401,
+                })
+            },
             StatusCode::BAD_GATEWAY,
             "UPSTREAM_AUTH",
         ),
-        (|| CreateTicketError::UpstreamBusy { retry_after: Some(Duration::from_secs(9)) }, StatusCode::SERVICE_UNAVAILABLE, "UPSTREAM_BUSY"),
-        (|| CreateTicketError::UpstreamFailed(anyhow::anyhow!("secret internal cause")), StatusCode::BAD_GATEWAY, "EXTERNAL_SERVICE_ERROR"),
-        (|| CreateTicketError::UpstreamTimeout, StatusCode::GATEWAY_TIMEOUT, "UPSTREAM_TIMEOUT"),
-        (|| CreateTicketError::Unexpected(anyhow::anyhow!("secret internal cause")), StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL_ERROR"),
+        (
+            || CreateTicketError::UpstreamBusy {
+                retry_after: Some(Duration::from_secs(9)),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UPSTREAM_BUSY",
+        ),
+        (
+            || CreateTicketError::UpstreamFailed(anyhow::anyhow!("secret internal cause")),
+            StatusCode::BAD_GATEWAY,
+            "EXTERNAL_SERVICE_ERROR",
+        ),
+        (
+            || CreateTicketError::UpstreamTimeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            "UPSTREAM_TIMEOUT",
+        ),
+        (
+            || CreateTicketError::Unexpected(anyhow::anyhow!("secret internal cause")),
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL_ERROR",
+        ),
     ];
     for (failure, expected_status, expected_code) in cases {
         let mut service = MockTicketService::new();
-        service.expect_create_ticket().returning(move |_, _| Err(failure()));
+        service
+            .expect_create_ticket()
+            .returning(move |_, _| Err(failure()));
 
-        let (status, headers, body) = call(state(service, Limits::default()), json_request(&valid_json())).await;
+        let (status, headers, body) = call(
+            state(service, Limits::default()),
+            json_request(&valid_json()),
+        )
+        .await;
 
         assert_eq!(status, expected_status, "{expected_code}");
         assert_eq!(body["code"], expected_code);
-        assert!(!body.to_string().contains("secret internal cause"), "5xx bodies stay opaque");
+        assert!(
+            !body.to_string().contains("secret internal cause"),
+            "5xx bodies stay opaque"
+        );
         if expected_code == "UPSTREAM_REJECTED" {
             assert_eq!(body["detail"], "Categoría inválida");
         }
         if expected_code == "UPSTREAM_BUSY" {
-            assert_eq!(headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"9"[..]));
+            assert_eq!(
+                headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+                Some(&b"9"[..])
+            );
         }
     }
 }
@@ -384,9 +552,18 @@ async fn each_service_failure_has_its_status_and_code() {
 #[actix_web::test]
 async fn rate_limiting_without_a_hint_tells_clients_to_wait_30_seconds() {
     let mut service = MockTicketService::new();
-    service.expect_create_ticket().returning(|_, _| Err(CreateTicketError::UpstreamBusy { retry_after: None }));
-    let (_, headers, _) = call(state(service, Limits::default()), json_request(&valid_json())).await;
-    assert_eq!(headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()), Some(&b"30"[..]));
+    service
+        .expect_create_ticket()
+        .returning(|_, _| Err(CreateTicketError::UpstreamBusy { retry_after: None }));
+    let (_, headers, _) = call(
+        state(service, Limits::default()),
+        json_request(&valid_json()),
+    )
+    .await;
+    assert_eq!(
+        headers.get(header::RETRY_AFTER).map(|v| v.as_bytes()),
+        Some(&b"30"[..])
+    );
 }
 
 /// Panics on its first call, succeeds afterwards.
@@ -428,24 +605,39 @@ async fn a_panicking_handler_answers_500_and_the_server_keeps_serving() {
 async fn a_sane_client_request_id_is_echoed_and_a_missing_one_generated() {
     let request = json_request(&json!({})).insert_header(("X-Request-Id", "client-abc-1"));
     let (_, headers, body) = call(state(untouched_service(), Limits::default()), request).await;
-    assert_eq!(headers.get("x-request-id").map(|v| v.as_bytes()), Some(&b"client-abc-1"[..]));
+    assert_eq!(
+        headers.get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"client-abc-1"[..])
+    );
     assert_eq!(body["request_id"], "client-abc-1");
 
     let request = json_request(&json!({})).insert_header(("X-Request-Id", "bad id with spaces"));
     let (_, headers, _) = call(state(untouched_service(), Limits::default()), request).await;
-    let generated = headers.get("x-request-id").and_then(|v| v.to_str().ok()).expect("generated id");
+    let generated = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("generated id");
     assert_ne!(generated, "bad id with spaces");
     assert!(uuid::Uuid::parse_str(generated).is_ok());
 }
 
 #[actix_web::test]
 async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
-    let (status, _, body) = call(state(untouched_service(), Limits::default()), TestRequest::get().uri("/nope")).await;
+    let (status, _, body) = call(
+        state(untouched_service(), Limits::default()),
+        TestRequest::get().uri("/nope"),
+    )
+    .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], "NOT_FOUND");
 
-    let request = TestRequest::delete().uri("/api/v1/tickets").insert_header(bearer());
+    let request = TestRequest::delete()
+        .uri("/api/v1/tickets")
+        .insert_header(bearer());
     let (status, headers, _) = call(state(untouched_service(), Limits::default()), request).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(headers.get(header::ALLOW).map(|v| v.as_bytes()), Some(&b"POST"[..]));
+    assert_eq!(
+        headers.get(header::ALLOW).map(|v| v.as_bytes()),
+        Some(&b"POST"[..])
+    );
 }

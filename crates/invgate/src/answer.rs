@@ -20,7 +20,9 @@ pub(crate) fn error_message(raw: &[u8]) -> String {
         for key in ["error", "info", "message"] {
             match body.get(key) {
                 Some(Value::String(s)) if !s.trim().is_empty() => return quote(s.trim()),
-                Some(other @ (Value::Object(_) | Value::Array(_))) => return quote(&other.to_string()),
+                Some(other @ (Value::Object(_) | Value::Array(_))) => {
+                    return quote(&other.to_string());
+                }
                 _ => {}
             }
         }
@@ -51,7 +53,10 @@ pub(crate) fn retry_after(value: Option<&str>) -> Option<Duration> {
         return Some(Duration::from_secs(seconds));
     }
     let at = httpdate::parse_http_date(value).ok()?;
-    Some(at.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 /// A user id from an id field: a number or a numeric string.
@@ -81,8 +86,14 @@ mod tests {
 
     #[test]
     fn the_message_prefers_error_then_info_then_the_raw_body() {
-        assert_eq!(error_message(br#"{"status":"ERROR","error":"e","info":"i"}"#), "e");
-        assert_eq!(error_message(r#"{"status":"ERROR","info":"Falta el parámetro"}"#.as_bytes()), "Falta el parámetro");
+        assert_eq!(
+            error_message(br#"{"status":"ERROR","error":"e","info":"i"}"#),
+            "e"
+        );
+        assert_eq!(
+            error_message(r#"{"status":"ERROR","info":"Falta el parámetro"}"#.as_bytes()),
+            "Falta el parámetro"
+        );
         assert_eq!(error_message(b"Bad things"), "Bad things");
         assert_eq!(error_message(b""), "InvGate gave no reason");
     }
@@ -90,7 +101,10 @@ mod tests {
     #[test]
     fn long_raw_answers_are_cut() {
         let long = "x".repeat(5000);
-        assert_eq!(error_message(long.as_bytes()).chars().count(), QUOTE_MAX_CHARS + 1);
+        assert_eq!(
+            error_message(long.as_bytes()).chars().count(),
+            QUOTE_MAX_CHARS + 1
+        );
     }
 
     #[test]
@@ -104,7 +118,10 @@ mod tests {
     #[test]
     fn retry_after_reads_seconds_and_dates() {
         assert_eq!(retry_after(Some("12")), Some(Duration::from_secs(12)));
-        assert_eq!(retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(Some("Wed, 21 Oct 2015 07:28:00 GMT")),
+            Some(Duration::ZERO)
+        );
         assert_eq!(retry_after(Some("soon")), None);
         assert_eq!(retry_after(None), None);
     }
@@ -112,6 +129,11 @@ mod tests {
     #[test]
     fn booleans_are_read_in_every_spelling() {
         assert!(truthy(Some(&json!(true))) && truthy(Some(&json!(1))) && truthy(Some(&json!("1"))));
-        assert!(!truthy(Some(&json!(false))) && !truthy(Some(&json!(0))) && !truthy(Some(&json!("0"))) && !truthy(None));
+        assert!(
+            !truthy(Some(&json!(false)))
+                && !truthy(Some(&json!(0)))
+                && !truthy(Some(&json!("0")))
+                && !truthy(None)
+        );
     }
 }

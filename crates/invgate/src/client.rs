@@ -72,9 +72,7 @@ impl ReqwestInvGateClient {
     /// # Errors
     /// [`InvGateConfigError`] for an unusable base URL or timeout.
     pub fn new(config: InvGateConfig) -> Result<Self, InvGateConfigError> {
-        // reqwest is built without a bundled crypto provider (to avoid a C build); install ring's
-        // once per process. A second install fails harmlessly.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        install_crypto_provider();
 
         let base = parse_base_url(&config.base_url)?;
         if config.timeout.is_zero() {
@@ -106,7 +104,11 @@ impl ReqwestInvGateClient {
             .timeout(self.timeout)
     }
 
-    async fn create_form(&self, requester: InvGateUserId, ticket: &NewTicket) -> Result<Form, GatewayError> {
+    async fn create_form(
+        &self,
+        requester: InvGateUserId,
+        ticket: &NewTicket,
+    ) -> Result<Form, GatewayError> {
         let mut form = Form::new()
             .text("creator_id", requester.to_string())
             .text("customer_id", requester.to_string())
@@ -134,7 +136,18 @@ impl ReqwestInvGateClient {
     }
 }
 
-fn parse_base_url(raw: &str) -> Result<Url, InvGateConfigError> {
+/// reqwest is built without a bundled TLS crypto provider (that one needs a C build); this installs
+/// ring's for the process. Needed before building any reqwest client; repeated calls are harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Checks and normalizes an InvGate base URL (absolute http(s), no credentials, query or
+/// fragment) to end with `/`, so endpoint names join onto it.
+///
+/// # Errors
+/// [`InvGateConfigError::BadBaseUrl`] naming the rejected input.
+pub fn parse_base_url(raw: &str) -> Result<Url, InvGateConfigError> {
     let bad = || InvGateConfigError::BadBaseUrl(raw.to_owned());
     let trimmed = raw.trim();
     // Endpoints are joined relative to the base, which only works when it ends with a slash.
@@ -159,7 +172,10 @@ async fn file_part(attachment: &Attachment) -> Result<Part, GatewayError> {
         GatewayError::Unavailable(anyhow::Error::new(e).context("opening a spooled attachment"))
     })?;
     // The HTTP adapter only lets valid media types through; octet-stream is the safe fallback.
-    let content_type = if attachment.content_type.parse::<reqwest::header::HeaderValue>().is_ok()
+    let content_type = if attachment
+        .content_type
+        .parse::<reqwest::header::HeaderValue>()
+        .is_ok()
         && attachment.content_type.contains('/')
     {
         attachment.content_type.as_str()
@@ -169,7 +185,9 @@ async fn file_part(attachment: &Attachment) -> Result<Part, GatewayError> {
     Part::stream_with_length(Body::wrap_stream(ReaderStream::new(file)), attachment.size)
         .file_name(attachment.name.as_str().to_owned())
         .mime_str(content_type)
-        .map_err(|e| GatewayError::Unavailable(anyhow::Error::new(e).context("building a file part")))
+        .map_err(|e| {
+            GatewayError::Unavailable(anyhow::Error::new(e).context("building a file part"))
+        })
 }
 
 /// The answer of one call: its status, `Retry-After`, and at most [`MAX_ANSWER_BYTES`] of body.
@@ -258,7 +276,9 @@ impl IncidentGateway for ReqwestInvGateClient {
             return Ok(None);
         }
         let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-            GatewayError::Unavailable(anyhow::Error::new(e).context("user.by answered something that is not JSON"))
+            GatewayError::Unavailable(
+                anyhow::Error::new(e).context("user.by answered something that is not JSON"),
+            )
         })?;
         Ok(pick_user(&body, email).map(InvGateUserId::new))
     }
@@ -280,9 +300,10 @@ impl IncidentGateway for ReqwestInvGateClient {
             return Err(failure(&answer));
         }
         let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-            GatewayError::Unavailable(
-                anyhow::Error::new(e).context(format!("InvGate answered HTTP {} without JSON", answer.status)),
-            )
+            GatewayError::Unavailable(anyhow::Error::new(e).context(format!(
+                "InvGate answered HTTP {} without JSON",
+                answer.status
+            )))
         })?;
         if reports_error(&body) {
             return Err(GatewayError::Rejected {
@@ -297,7 +318,8 @@ impl IncidentGateway for ReqwestInvGateClient {
 /// instances a list of them).
 fn pick_user(body: &Value, email: &EmailAddress) -> Option<i64> {
     let usable = |user: &Value| -> Option<i64> {
-        if reports_error(user) || truthy(user.get("is_deleted")) || truthy(user.get("is_disabled")) {
+        if reports_error(user) || truthy(user.get("is_deleted")) || truthy(user.get("is_disabled"))
+        {
             return None;
         }
         user.get("id").and_then(as_id)
@@ -323,11 +345,19 @@ mod tests {
     #[test]
     fn base_urls_get_a_trailing_slash_and_must_be_http() {
         assert_eq!(
-            parse_base_url("https://acme.sd.cloud.invgate.net/api/v1").map(|u| u.to_string()).ok(),
+            parse_base_url("https://acme.sd.cloud.invgate.net/api/v1")
+                .map(|u| u.to_string())
+                .ok(),
             Some("https://acme.sd.cloud.invgate.net/api/v1/".to_owned())
         );
         assert!(parse_base_url("https://acme.example/api/v1/").is_ok());
-        for bad in ["", "acme.example/api", "ftp://acme.example/", "https://u:p@acme.example/", "https://acme.example/?x=1"] {
+        for bad in [
+            "",
+            "acme.example/api",
+            "ftp://acme.example/",
+            "https://u:p@acme.example/",
+            "https://acme.example/?x=1",
+        ] {
             assert!(parse_base_url(bad).is_err(), "{bad:?}");
         }
     }

@@ -8,6 +8,9 @@
 mod answer;
 mod client;
 
-pub use client::{InvGateConfig, InvGateConfigError, ReqwestInvGateClient};
-pub use ticketd_domain::ports::IncidentGateway;
+pub use client::{
+    InvGateConfig, InvGateConfigError, ReqwestInvGateClient, install_crypto_provider,
+    parse_base_url,
+};
 pub use ticketd_domain::GatewayError;
+pub use ticketd_domain::ports::IncidentGateway;

@@ -7,8 +7,8 @@ use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use ticketd_domain::{
-    Attachment, AttachmentName, EmailAddress, GatewayError, IncidentGateway, InvGateUserId, NewTicket,
-    Sha256Hex, TicketDraft,
+    Attachment, AttachmentName, EmailAddress, GatewayError, IncidentGateway, InvGateUserId,
+    NewTicket, Sha256Hex, TicketDraft,
 };
 use ticketd_invgate::{InvGateConfig, ReqwestInvGateClient};
 use wiremock::matchers::{basic_auth, method, path, query_param};
@@ -43,7 +43,13 @@ fn draft() -> TicketDraft {
 }
 
 fn ticket_with(draft: TicketDraft, attachments: Vec<Attachment>) -> NewTicket {
-    NewTicket::parse(draft, attachments, Utc::now(), chrono::Duration::seconds(60)).expect("valid ticket")
+    NewTicket::parse(
+        draft,
+        attachments,
+        Utc::now(),
+        chrono::Duration::seconds(60),
+    )
+    .expect("valid ticket")
 }
 
 fn spooled(name: &str, content_type: &str, bytes: &[u8]) -> (tempfile::TempPath, Attachment) {
@@ -72,9 +78,20 @@ struct FormPart {
 /// A deliberately independent multipart reader, so the test checks the wire format rather than
 /// trusting the library that wrote it.
 fn parse_multipart(request: &Request) -> Vec<FormPart> {
-    let content_type = request.headers.get("content-type").and_then(|v| v.to_str().ok()).expect("content type");
-    assert!(content_type.starts_with("multipart/form-data"), "{content_type}");
-    let boundary = content_type.split("boundary=").nth(1).expect("boundary").trim_matches('"');
+    let content_type = request
+        .headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .expect("content type");
+    assert!(
+        content_type.starts_with("multipart/form-data"),
+        "{content_type}"
+    );
+    let boundary = content_type
+        .split("boundary=")
+        .nth(1)
+        .expect("boundary")
+        .trim_matches('"');
     let delimiter = format!("--{boundary}").into_bytes();
     let body = &request.body;
     let mut positions = Vec::new();
@@ -91,7 +108,10 @@ fn parse_multipart(request: &Request) -> Vec<FormPart> {
         .windows(2)
         .map(|w| {
             let part = &body[w[0] + delimiter.len() + 2..w[1] - 2];
-            let split = part.windows(4).position(|x| x == b"\r\n\r\n").expect("header end");
+            let split = part
+                .windows(4)
+                .position(|x| x == b"\r\n\r\n")
+                .expect("header end");
             let headers = String::from_utf8(part[..split].to_vec()).expect("utf-8 headers");
             let header = |name: &str| {
                 headers
@@ -121,7 +141,12 @@ fn text_fields(parts: &[FormPart]) -> Vec<(String, String)> {
     parts
         .iter()
         .filter(|p| p.file_name.is_none())
-        .map(|p| (p.name.clone(), String::from_utf8(p.body.clone()).expect("utf-8")))
+        .map(|p| {
+            (
+                p.name.clone(),
+                String::from_utf8(p.body.clone()).expect("utf-8"),
+            )
+        })
         .collect()
 }
 
@@ -134,7 +159,8 @@ async fn mock_create(server: &MockServer, response: ResponseTemplate) {
 }
 
 fn ok_answer() -> ResponseTemplate {
-    ResponseTemplate::new(200).set_body_json(json!({"status": "OK", "info": "Incident created", "request_id": 1864}))
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"status": "OK", "info": "Incident created", "request_id": 1864}))
 }
 
 #[tokio::test]
@@ -163,7 +189,10 @@ async fn a_ticket_is_sent_as_multipart_with_every_field_and_basic_auth() {
         .await
         .expect("created");
 
-    assert_eq!(answer, json!({"status": "OK", "info": "Incident created", "request_id": 1864}));
+    assert_eq!(
+        answer,
+        json!({"status": "OK", "info": "Incident created", "request_id": 1864})
+    );
     let requests = server.received_requests().await.expect("recording on");
     let fields = text_fields(&parse_multipart(&requests[0]));
     let expected: Vec<(String, String)> = [
@@ -197,8 +226,22 @@ async fn optional_fields_that_were_not_given_are_not_sent() {
         .expect("created");
 
     let requests = server.received_requests().await.expect("recording on");
-    let names: Vec<String> = text_fields(&parse_multipart(&requests[0])).into_iter().map(|(k, _)| k).collect();
-    assert_eq!(names, ["creator_id", "customer_id", "category_id", "priority_id", "type_id", "title", "description"]);
+    let names: Vec<String> = text_fields(&parse_multipart(&requests[0]))
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "creator_id",
+            "customer_id",
+            "category_id",
+            "priority_id",
+            "type_id",
+            "title",
+            "description"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -210,12 +253,18 @@ async fn attachments_travel_as_attachments_array_parts_with_name_type_and_exact_
     let (_b, txt) = spooled("notes.txt", "text/plain", b"hello\r\n--not a boundary");
 
     client(&server)
-        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![png, txt]))
+        .create_incident(
+            InvGateUserId::new(42),
+            &ticket_with(draft(), vec![png, txt]),
+        )
         .await
         .expect("created");
 
     let requests = server.received_requests().await.expect("recording on");
-    let files: Vec<FormPart> = parse_multipart(&requests[0]).into_iter().filter(|p| p.file_name.is_some()).collect();
+    let files: Vec<FormPart> = parse_multipart(&requests[0])
+        .into_iter()
+        .filter(|p| p.file_name.is_some())
+        .collect();
     assert_eq!(files.len(), 2);
     assert_eq!(files[0].name, "attachments[]");
     assert_eq!(files[0].file_name.as_deref(), Some("scan.png"));
@@ -231,7 +280,8 @@ async fn a_success_code_with_status_error_is_a_rejection_carrying_invgates_messa
     let server = MockServer::start().await;
     mock_create(
         &server,
-        ResponseTemplate::new(200).set_body_json(json!({"status": "ERROR", "error": "Categoría inexistente"})),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"status": "ERROR", "error": "Categoría inexistente"})),
     )
     .await;
 
@@ -240,16 +290,31 @@ async fn a_success_code_with_status_error_is_a_rejection_carrying_invgates_messa
         .await
         .expect_err("rejected");
 
-    assert!(matches!(&err, GatewayError::Rejected { message } if message == "Categoría inexistente"), "{err:?}");
+    assert!(
+        matches!(&err, GatewayError::Rejected { message } if message == "Categoría inexistente"),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
 async fn client_error_codes_are_rejections_with_the_error_or_info_text() {
     for (status, body, expected) in [
         (400, json!({"status": "ERROR", "info": "bad"}), "bad"),
-        (404, json!({"error": "no such category"}), "no such category"),
-        (422, json!({"status": "ERROR", "info": "invalid"}), "invalid"),
-        (428, json!({"status": "ERROR", "info": "Faltan parámetros"}), "Faltan parámetros"),
+        (
+            404,
+            json!({"error": "no such category"}),
+            "no such category",
+        ),
+        (
+            422,
+            json!({"status": "ERROR", "info": "invalid"}),
+            "invalid",
+        ),
+        (
+            428,
+            json!({"status": "ERROR", "info": "Faltan parámetros"}),
+            "Faltan parámetros",
+        ),
     ] {
         let server = MockServer::start().await;
         mock_create(&server, ResponseTemplate::new(status).set_body_json(body)).await;
@@ -259,7 +324,10 @@ async fn client_error_codes_are_rejections_with_the_error_or_info_text() {
             .await
             .expect_err("rejected");
 
-        assert!(matches!(&err, GatewayError::Rejected { message } if message == expected), "{status}: {err:?}");
+        assert!(
+            matches!(&err, GatewayError::Rejected { message } if message == expected),
+            "{status}: {err:?}"
+        );
     }
 }
 
@@ -274,19 +342,29 @@ async fn refused_credentials_are_unauthorized() {
             .await
             .expect_err("unauthorized");
 
-        assert!(matches!(err, GatewayError::Unauthorized { status: s } if s == status), "{err:?}");
+        assert!(
+            matches!(err, GatewayError::Unauthorized { status: s } if s == status),
+            "{err:?}"
+        );
     }
 }
 
 #[tokio::test]
 async fn rate_limiting_carries_retry_after_when_invgate_gives_it() {
     let server = MockServer::start().await;
-    mock_create(&server, ResponseTemplate::new(429).insert_header("Retry-After", "12")).await;
+    mock_create(
+        &server,
+        ResponseTemplate::new(429).insert_header("Retry-After", "12"),
+    )
+    .await;
     let err = client(&server)
         .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
         .await
         .expect_err("rate limited");
-    assert!(matches!(err, GatewayError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(12)), "{err:?}");
+    assert!(
+        matches!(err, GatewayError::RateLimited { retry_after: Some(d) } if d == Duration::from_secs(12)),
+        "{err:?}"
+    );
 
     let server = MockServer::start().await;
     mock_create(&server, ResponseTemplate::new(429)).await;
@@ -294,7 +372,10 @@ async fn rate_limiting_carries_retry_after_when_invgate_gives_it() {
         .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
         .await
         .expect_err("rate limited");
-    assert!(matches!(err, GatewayError::RateLimited { retry_after: None }), "{err:?}");
+    assert!(
+        matches!(err, GatewayError::RateLimited { retry_after: None }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test]
@@ -326,7 +407,11 @@ async fn server_errors_and_garbage_are_unavailable_and_the_create_is_never_retri
 #[tokio::test]
 async fn a_success_answer_is_passed_on_even_without_an_id_for_the_domain_to_judge() {
     let server = MockServer::start().await;
-    mock_create(&server, ResponseTemplate::new(200).set_body_json(json!({"status": "OK"}))).await;
+    mock_create(
+        &server,
+        ResponseTemplate::new(200).set_body_json(json!({"status": "OK"})),
+    )
+    .await;
 
     let answer = client(&server)
         .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
@@ -338,7 +423,11 @@ async fn a_success_answer_is_passed_on_even_without_an_id_for_the_domain_to_judg
 
 #[tokio::test]
 async fn a_refused_connection_is_unavailable() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let client = ReqwestInvGateClient::new(InvGateConfig {
         base_url: format!("http://127.0.0.1:{port}/api/v1/"),
         username: "u".into(),
@@ -392,7 +481,10 @@ async fn a_user_is_found_by_email_with_a_numeric_or_string_id() {
         )
         .await;
 
-        let found = client(&server).find_user_id_by_email(&alice()).await.expect("answered");
+        let found = client(&server)
+            .find_user_id_by_email(&alice())
+            .await
+            .expect("answered");
 
         assert_eq!(found, Some(InvGateUserId::new(42)));
     }
@@ -407,7 +499,8 @@ async fn every_way_invgate_says_no_such_user_means_none() {
         ResponseTemplate::new(200).set_body_json(json!({})),
         ResponseTemplate::new(200).set_body_json(json!([])),
         ResponseTemplate::new(200).set_body_json(Value::Null),
-        ResponseTemplate::new(200).set_body_json(json!({"status": "ERROR", "error": "user not found"})),
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"status": "ERROR", "error": "user not found"})),
         ResponseTemplate::new(200).set_body_json(json!({"id": 42, "is_deleted": true})),
         ResponseTemplate::new(200).set_body_json(json!({"id": 42, "is_disabled": "1"})),
     ];
@@ -424,15 +517,29 @@ async fn every_way_invgate_says_no_such_user_means_none() {
 #[tokio::test]
 async fn a_user_lookup_that_fails_is_an_error_not_a_missing_user() {
     for (answer, check) in [
-        (ResponseTemplate::new(401), (|e: &GatewayError| matches!(e, GatewayError::Unauthorized { .. })) as fn(&GatewayError) -> bool),
-        (ResponseTemplate::new(500), |e| matches!(e, GatewayError::Unavailable(_))),
-        (ResponseTemplate::new(429), |e| matches!(e, GatewayError::RateLimited { .. })),
-        (ResponseTemplate::new(200).set_body_string("not json"), |e| matches!(e, GatewayError::Unavailable(_))),
+        (
+            ResponseTemplate::new(401),
+            (|e: &GatewayError| matches!(e, GatewayError::Unauthorized { .. }))
+                as fn(&GatewayError) -> bool,
+        ),
+        (ResponseTemplate::new(500), |e| {
+            matches!(e, GatewayError::Unavailable(_))
+        }),
+        (ResponseTemplate::new(429), |e| {
+            matches!(e, GatewayError::RateLimited { .. })
+        }),
+        (
+            ResponseTemplate::new(200).set_body_string("not json"),
+            |e| matches!(e, GatewayError::Unavailable(_)),
+        ),
     ] {
         let server = MockServer::start().await;
         mock_user_by(&server, answer).await;
 
-        let err = client(&server).find_user_id_by_email(&alice()).await.expect_err("failed");
+        let err = client(&server)
+            .find_user_id_by_email(&alice())
+            .await
+            .expect_err("failed");
 
         assert!(check(&err), "{err:?}");
     }

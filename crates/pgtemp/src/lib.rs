@@ -38,7 +38,10 @@ pub fn find_bin_dir() -> anyhow::Result<PathBuf> {
         if has_tools(&dir) {
             return Ok(dir);
         }
-        bail!("PG_BIN={} has no initdb and pg_ctl. {MISSING_POSTGRES}", dir.display());
+        bail!(
+            "PG_BIN={} has no initdb and pg_ctl. {MISSING_POSTGRES}",
+            dir.display()
+        );
     }
     let mut versions: Vec<(u32, PathBuf)> = fs::read_dir(DEBIAN_PG_ROOT)
         .into_iter()
@@ -81,7 +84,9 @@ impl TempCluster {
     /// includes the server's log.
     pub fn start() -> anyhow::Result<Self> {
         let bin = find_bin_dir()?;
-        let run_as_postgres = fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false);
+        let run_as_postgres = fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false);
         let root = tempfile::Builder::new()
             .prefix("ticketd-pg-")
             .tempdir()
@@ -144,7 +149,15 @@ impl TempCluster {
             .command("initdb")
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-locale", "-N"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-locale",
+                "-N",
+            ])
             .output()
             .context("running initdb")?;
         if !output.status.success() {
@@ -369,7 +382,10 @@ impl Drop for TestDatabase {
         let name = self.name.clone();
         // Drop cannot await, and may run inside a runtime: do the clean-up on a thread of its own.
         let cleanup = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async {
                 let mut admin = AsyncPgConnection::establish(&admin_url).await.ok()?;
                 diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
@@ -393,7 +409,10 @@ mod tests {
             "postgres://u:p@db:5432/t1?sslmode=disable"
         );
         assert_eq!(with_database("postgres://u@db", "t1"), "postgres://u@db/t1");
-        assert_eq!(with_database("postgres://u@db/", "t1"), "postgres://u@db/t1");
+        assert_eq!(
+            with_database("postgres://u@db/", "t1"),
+            "postgres://u@db/t1"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]
@@ -401,7 +420,9 @@ mod tests {
         let first = test_database().await.expect("a test database");
         let second = test_database().await.expect("another test database");
         assert_ne!(first.url(), second.url());
-        let mut conn = AsyncPgConnection::establish(first.url()).await.expect("connects");
+        let mut conn = AsyncPgConnection::establish(first.url())
+            .await
+            .expect("connects");
         diesel::sql_query("CREATE TABLE probe (id int)")
             .execute(&mut conn)
             .await
@@ -416,6 +437,9 @@ mod tests {
         let port = cluster.port();
         drop(cluster);
         assert!(!root.exists(), "{} must be removed", root.display());
-        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "server must be stopped");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "server must be stopped"
+        );
     }
 }

@@ -38,7 +38,10 @@ impl Default for PoolConfig {
 ///
 /// # Errors
 /// When the pool cannot be built (an invalid configuration).
-pub fn connect_pool(database_url: &str, config: PoolConfig) -> anyhow::Result<Pool<AsyncPgConnection>> {
+pub fn connect_pool(
+    database_url: &str,
+    config: PoolConfig,
+) -> anyhow::Result<Pool<AsyncPgConnection>> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
     Pool::builder(manager)
         .max_size(config.max_size)
@@ -58,7 +61,9 @@ pub struct PgTicketRepository {
 
 impl std::fmt::Debug for PgTicketRepository {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgTicketRepository").field("pool", &self.pool.status()).finish()
+        f.debug_struct("PgTicketRepository")
+            .field("pool", &self.pool.status())
+            .finish()
     }
 }
 
@@ -124,7 +129,8 @@ impl<'a> NewTicketRow<'a> {
             description: t.description.as_str(),
             date_ocurred: t.date_ocurred.map(|d| d.get()),
             related_to: t.related_to.iter().map(|r| r.get()).collect(),
-            attachments: serde_json::to_value(attachments).context("serializing attachment metadata")?,
+            attachments: serde_json::to_value(attachments)
+                .context("serializing attachment metadata")?,
             invgate_response: &stored.invgate_response,
             created_at: stored.created_at,
             updated_at: stored.created_at,
@@ -168,7 +174,11 @@ impl PgTicketRepository {
     /// # Errors
     /// When the database cannot be reached or the query fails.
     pub async fn find_by_inv_gate_id(&self, inv_gate_id: i64) -> anyhow::Result<Option<TicketRow>> {
-        let mut conn = self.pool.get().await.context("getting a database connection")?;
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .context("getting a database connection")?;
         tickets::table
             .filter(tickets::inv_gate_id.eq(inv_gate_id))
             .select(TicketRow::as_select())
@@ -201,7 +211,9 @@ impl TicketRepository for PgTicketRepository {
                         inv_gate_id: row.inv_gate_id,
                     }
                 }
-                other => StoreTicketError::Unexpected(anyhow::Error::new(other).context("inserting a ticket")),
+                other => StoreTicketError::Unexpected(
+                    anyhow::Error::new(other).context("inserting a ticket"),
+                ),
             })?;
         Ok(())
     }

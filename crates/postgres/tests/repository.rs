@@ -9,7 +9,9 @@ use ticketd_domain::{
     StoreTicketError, StoredTicket, TicketDraft,
 };
 use ticketd_pgtemp::{TestDatabase, test_database};
-use ticketd_postgres::{PgTicketRepository, PoolConfig, TicketRepository, connect_pool, run_migrations};
+use ticketd_postgres::{
+    PgTicketRepository, PoolConfig, TicketRepository, connect_pool, run_migrations,
+};
 
 async fn migrated_database() -> (TestDatabase, PgTicketRepository) {
     let db = test_database().await.expect("test database");
@@ -38,8 +40,13 @@ fn stored_ticket(inv_gate_id: i64) -> StoredTicket {
         sha256: Sha256Hex::parse(&"ab".repeat(32)).expect("hex"),
         path: "/nonexistent".into(),
     };
-    let ticket = NewTicket::parse(draft, vec![attachment], Utc::now(), chrono::Duration::seconds(60))
-        .expect("valid ticket");
+    let ticket = NewTicket::parse(
+        draft,
+        vec![attachment],
+        Utc::now(),
+        chrono::Duration::seconds(60),
+    )
+    .expect("valid ticket");
     StoredTicket {
         id: uuid::Uuid::now_v7(),
         inv_gate_id: IncidentId::parse(inv_gate_id).expect("id"),
@@ -85,23 +92,42 @@ async fn an_inserted_ticket_reads_back_with_every_field() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_record_for_the_same_invgate_id_is_a_duplicate() {
     let (_db, repository) = migrated_database().await;
-    repository.insert(&stored_ticket(7)).await.expect("first insert");
+    repository
+        .insert(&stored_ticket(7))
+        .await
+        .expect("first insert");
 
-    let err = repository.insert(&stored_ticket(7)).await.expect_err("duplicate");
+    let err = repository
+        .insert(&stored_ticket(7))
+        .await
+        .expect_err("duplicate");
 
-    assert!(matches!(err, StoreTicketError::Duplicate { inv_gate_id: 7 }), "{err:?}");
+    assert!(
+        matches!(err, StoreTicketError::Duplicate { inv_gate_id: 7 }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_database_is_an_unexpected_store_error() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("port").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
     let pool = connect_pool(
         &format!("postgres://postgres@127.0.0.1:{port}/nowhere"),
-        PoolConfig { max_size: 1, timeout: Duration::from_secs(2) },
+        PoolConfig {
+            max_size: 1,
+            timeout: Duration::from_secs(2),
+        },
     )
     .expect("pool builds lazily");
 
-    let err = PgTicketRepository::new(pool).insert(&stored_ticket(1)).await.expect_err("no database");
+    let err = PgTicketRepository::new(pool)
+        .insert(&stored_ticket(1))
+        .await
+        .expect_err("no database");
 
     assert!(matches!(err, StoreTicketError::Unexpected(_)), "{err:?}");
 }

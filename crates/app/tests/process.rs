@@ -1,0 +1,191 @@
+//! The `ticketd` binary as an operator runs it: configuration errors, `migrate`, and a graceful
+//! stop on SIGTERM with the request in flight finishing first. Also checks the logs it writes.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{ALICE, INVGATE_KEY, JWT_SECRET, TestApp, invgate_knowing_alice, valid_ticket};
+use ticketd_pgtemp::test_database;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ticketd");
+
+/// A command with a clean environment apart from what the test sets.
+fn ticketd() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+    command
+}
+
+#[test]
+fn a_missing_setting_stops_the_start_with_one_line_naming_it() {
+    let output = ticketd()
+        .args(["serve"])
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")
+        .env("INVGATE_BASE_URL", "http://127.0.0.1:1/api/v1")
+        .env("INVGATE_USERNAME", "u")
+        .env("INVGATE_PASSWORD", "p")
+        .output()
+        .expect("runs");
+
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("JWT_SECRET"), "{stderr}");
+}
+
+#[test]
+fn a_flag_wins_over_its_environment_variable() {
+    let output = ticketd()
+        .args(["serve", "--invgate-timeout-secs", "abc"])
+        .env("INVGATE_TIMEOUT_SECS", "5")
+        .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/x")
+        .env("INVGATE_BASE_URL", "http://127.0.0.1:1/api/v1")
+        .env("INVGATE_USERNAME", "u")
+        .env("INVGATE_PASSWORD", "p")
+        .env("JWT_SECRET", "s")
+        .output()
+        .expect("runs");
+
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("INVGATE_TIMEOUT_SECS (--invgate-timeout-secs) must be a whole number of at least 1, got \"abc\""));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrate_creates_the_tickets_table_and_exits() {
+    let db = test_database().await.expect("database");
+
+    let status = ticketd()
+        .args(["migrate"])
+        .env("DATABASE_URL", db.url())
+        .stderr(Stdio::null())
+        .status()
+        .expect("runs");
+
+    assert!(status.success());
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let mut conn = AsyncPgConnection::establish(db.url())
+        .await
+        .expect("connects");
+    diesel::sql_query("SELECT id FROM tickets")
+        .execute(&mut conn)
+        .await
+        .expect("the table exists");
+}
+
+/// Starts `ticketd serve` and returns it with its address, read from its log, and a channel of
+/// its log lines.
+fn start_serving(database_url: &str, invgate_uri: &str) -> (Child, String, mpsc::Receiver<String>) {
+    let mut child = ticketd()
+        .args(["serve"])
+        .env("TICKETD_LISTEN", "127.0.0.1:0")
+        .env("DATABASE_URL", database_url)
+        .env("INVGATE_BASE_URL", format!("{invgate_uri}/api/v1/"))
+        .env("INVGATE_USERNAME", "ticketd-api")
+        .env("INVGATE_PASSWORD", INVGATE_KEY)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("RUST_LOG", "debug")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stderr = child.stderr.take().expect("stderr");
+    let (lines, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let address = loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("ticketd logs that it listens");
+        let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+            continue;
+        };
+        if entry["message"] == "ticketd listening" {
+            break entry["address"].as_str().expect("address").to_owned();
+        }
+    };
+    (child, address, rx)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero_and_logs_no_secrets() {
+    let db = test_database().await.expect("database");
+    let invgate = invgate_knowing_alice().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "OK", "info": "ok", "request_id": 9}))
+                .set_delay(Duration::from_millis(1500)),
+        )
+        .mount(&invgate)
+        .await;
+    let (mut child, address, logs) = start_serving(db.url(), &invgate.uri());
+    let token = TestApp::token(ALICE);
+
+    let in_flight = tokio::spawn({
+        let url = format!("http://{address}/api/v1/tickets");
+        let token = token.clone();
+        async move {
+            ticketd_invgate::install_crypto_provider();
+            reqwest::Client::new()
+                .post(url)
+                .bearer_auth(token)
+                .header("x-request-id", "graceful-1")
+                .json(&valid_ticket())
+                .send()
+                .await
+        }
+    });
+    // Let the request reach InvGate (which takes 1.5 s to answer), then ask ticketd to stop.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+
+    let response = in_flight
+        .await
+        .expect("task")
+        .expect("the in-flight request is answered");
+    assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("task")
+        .expect("exits");
+    assert_eq!(status.code(), Some(0));
+
+    let lines: Vec<String> = logs.try_iter().collect();
+    let access = lines
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|e| e["message"] == "request finished" && e["request_id"] == "graceful-1")
+        .expect("one access line for the request");
+    assert_eq!(access["http.status_code"], 201);
+    assert_eq!(access["http.method"], "POST");
+    assert_eq!(access["http.path"], "/api/v1/tickets");
+    assert!(access["latency_ms"].as_f64().is_some());
+    for line in &lines {
+        assert!(
+            serde_json::from_str::<Value>(line).is_ok(),
+            "not one JSON object per line: {line}"
+        );
+        for secret in [INVGATE_KEY, JWT_SECRET, token.as_str()] {
+            assert!(!line.contains(secret), "a secret reached the log: {line}");
+        }
+    }
+}
