@@ -1,0 +1,26 @@
+# ticketd developer recipes. `just --list` shows them.
+
+# Run every test (starts a throwaway PostgreSQL unless DATABASE_URL is set).
+test:
+    cargo test --workspace
+
+# Lints as CI runs them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Serve with the configuration in the environment (see README "Configuration").
+run *ARGS:
+    cargo run -p ticketd -- serve {{ARGS}}
+
+# Apply pending migrations to $DATABASE_URL.
+migrate:
+    cargo run -p ticketd -- migrate
+
+# The whole CI, as it runs on a clean clone.
+ci:
+    bash .ci/run
