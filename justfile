@@ -1,5 +1,9 @@
 # ticketd developer recipes. `just --list` shows them.
 
+# Everything on embedded defaults: throwaway PostgreSQL, InvGate simulator, ticketd on :8080.
+demo *ARGS:
+    cargo run -p ticketd -- demo {{ARGS}}
+
 # Run every test (starts a throwaway PostgreSQL unless DATABASE_URL is set).
 test:
     cargo test --workspace
@@ -20,6 +24,10 @@ run *ARGS:
 # Apply pending migrations to $DATABASE_URL.
 migrate:
     cargo run -p ticketd -- migrate
+
+# The InvGate simulator on its own.
+sim *ARGS:
+    cargo run -p ticketd-invgate-sim -- {{ARGS}}
 
 # The whole CI, as it runs on a clean clone.
 ci:

@@ -43,7 +43,7 @@ pub struct LogArgs {
         global = true
     )]
     pub log_filter: Option<String>,
-    /// Log format: json (one object per line) or pretty [default: json]
+    /// Log format: json (one object per line) or pretty [default: json; pretty for `demo`]
     #[arg(
         long,
         env = "TICKETD_LOG_FORMAT",
@@ -56,9 +56,10 @@ pub struct LogArgs {
 impl LogArgs {
     /// # Errors
     /// When the format is neither `json` nor `pretty`.
-    pub fn settings(&self) -> Result<LogSettings, ConfigError> {
+    pub fn settings(&self, default: LogFormat) -> Result<LogSettings, ConfigError> {
         let format = match self.log_format.as_deref().map(str::trim) {
-            None | Some("" | "json") => LogFormat::Json,
+            None | Some("") => default,
+            Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
                 return Err(ConfigError {
@@ -405,14 +406,10 @@ mod tests {
             log_filter: None,
             log_format: Some(f.into()),
         };
-        assert_eq!(
-            args("pretty").settings().expect("valid").format,
-            LogFormat::Pretty
-        );
-        assert_eq!(
-            args("json").settings().expect("valid").format,
-            LogFormat::Json
-        );
-        assert!(args("xml").settings().is_err());
+        let format = |f: &str, default| args(f).settings(default).map(|s| s.format);
+        assert_eq!(format("pretty", LogFormat::Json), Ok(LogFormat::Pretty));
+        assert_eq!(format("json", LogFormat::Pretty), Ok(LogFormat::Json));
+        assert_eq!(format("", LogFormat::Pretty), Ok(LogFormat::Pretty));
+        assert!(format("xml", LogFormat::Json).is_err());
     }
 }

@@ -2,7 +2,9 @@
 //! its adapters (actix-web in, reqwest to InvGate and diesel-async to PostgreSQL out).
 
 pub mod config;
+pub mod demo;
 pub mod telemetry;
+pub mod token;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;

@@ -4,7 +4,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use secrecy::ExposeSecret;
-use ticketd::config::{DatabaseArgs, LogArgs, ServeArgs};
+use ticketd::config::{ConfigError, DatabaseArgs, LogArgs, LogFormat, ServeArgs};
+use ticketd::demo::DemoArgs;
+use ticketd::token::TokenArgs;
 use ticketd::{Application, telemetry};
 
 #[derive(Debug, Parser)]
@@ -26,17 +28,27 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply pending database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Run everything on embedded defaults: a throwaway PostgreSQL, the InvGate simulator and the
+    /// gateway; prints a token and curl commands. Ctrl-C stops and removes it all.
+    Demo(DemoArgs),
+    /// Print an HS256 token for a caller, signed with JWT_SECRET.
+    Token(TokenArgs),
 }
 
 // Multi-threaded: diesel's migration harness blocks, and actix-web runs its own workers anyway.
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log = match cli.log.settings() {
-        Ok(log) => log,
-        Err(err) => return config_failure(&err),
+    // The demo is for people at a terminal; the service's logs are for machines.
+    let default_format = if matches!(cli.command, Command::Demo(_)) {
+        LogFormat::Pretty
+    } else {
+        LogFormat::Json
     };
-    telemetry::init(&log);
+    match cli.log.settings(default_format) {
+        Ok(log) => telemetry::init(&log),
+        Err(err) => return config_failure(&err),
+    }
     match cli.command {
         Command::Serve(args) => {
             let settings = match args.settings() {
@@ -68,16 +80,27 @@ async fn main() -> ExitCode {
                 Err(err) => failure(&err),
             }
         }
+        Command::Demo(args) => match ticketd::demo::run(args).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => failure(&err),
+        },
+        Command::Token(args) => match args.token() {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => config_failure(&err),
+        },
     }
 }
 
-fn config_failure(err: &ticketd::config::ConfigError) -> ExitCode {
+fn config_failure(err: &ConfigError) -> ExitCode {
     eprintln!("ticketd: invalid configuration: {err}");
     ExitCode::from(2)
 }
 
+/// The process's last words: one line, with the cause chain.
 fn failure(err: &anyhow::Error) -> ExitCode {
-    tracing::error!(error = ?err, "ticketd failed");
     eprintln!("ticketd: {err:#}");
     ExitCode::FAILURE
 }

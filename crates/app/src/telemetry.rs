@@ -1,5 +1,7 @@
 //! Logging: one JSON object per line (or human-readable lines), filtered by `RUST_LOG`.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -16,7 +18,8 @@ pub fn init(settings: &LogSettings) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let installed = match settings.format {
         LogFormat::Json => builder
             .json()
