@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use secrecy::SecretString;
+use ticketd_domain::{MarkerTemplate, ServiceConfig};
 use ticketd_http::Limits;
-use ticketd_invgate::InvGateConfig;
+use ticketd_invgate::{InvGateConfig, RetryPolicy};
 
 /// A setting that is missing or unusable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -146,6 +147,10 @@ pub struct ServeArgs {
     /// Bytes of a JSON body or of a multipart body's fields [default: 1048576]
     #[arg(long, env = "TICKETD_MAX_JSON_BYTES", hide_env_values = true)]
     pub max_json_bytes: Option<String>,
+    /// Text appended to each incident's description to find it again if its creation answer is
+    /// lost; `{id}` becomes the operation id [default: "\n\n[ticketd:{id}]"]
+    #[arg(long, env = "TICKETD_OPERATION_MARKER", hide_env_values = true)]
+    pub operation_marker: Option<String>,
 }
 
 /// Checked settings for `serve`.
@@ -157,8 +162,24 @@ pub struct Settings {
     pub jwt_secret: SecretString,
     pub jwt_leeway: Duration,
     pub limits: Limits,
+    pub operation_marker: MarkerTemplate,
     /// HTTP worker threads; the number of cores when `None`.
     pub workers: Option<usize>,
+}
+
+/// How long after its start an unfinished create counts as abandoned, beyond InvGate's timeout.
+const LEASE_MARGIN: Duration = Duration::from_secs(15);
+
+impl Settings {
+    /// The domain service's settings derived from these.
+    #[must_use]
+    pub fn service_config(&self) -> ServiceConfig {
+        ServiceConfig {
+            marker: self.operation_marker.clone(),
+            call_lease: self.invgate.timeout + LEASE_MARGIN,
+            ..ServiceConfig::default()
+        }
+    }
 }
 
 fn required(
@@ -272,6 +293,14 @@ impl ServeArgs {
             "max-json-bytes",
         )?;
         let leeway = Duration::from_secs(leeway_secs);
+        let operation_marker = match self.operation_marker.as_deref() {
+            None | Some("") => MarkerTemplate::default(),
+            Some(raw) => MarkerTemplate::parse(raw).map_err(|problem| ConfigError {
+                variable: "TICKETD_OPERATION_MARKER",
+                flag: "operation-marker",
+                problem,
+            })?,
+        };
         Ok(Settings {
             listen,
             database_url,
@@ -280,6 +309,7 @@ impl ServeArgs {
                 username,
                 password: SecretString::from(password),
                 timeout: Duration::from_secs(timeout_secs),
+                retry: RetryPolicy::default(),
             },
             jwt_secret: SecretString::from(jwt_secret),
             jwt_leeway: leeway,
@@ -292,6 +322,7 @@ impl ServeArgs {
                 ),
                 spool_dir: None::<PathBuf>,
             },
+            operation_marker,
             workers: None,
         })
     }
@@ -316,6 +347,7 @@ mod tests {
             max_attachments: None,
             max_attachment_bytes: None,
             max_json_bytes: None,
+            operation_marker: None,
         }
     }
 

@@ -9,8 +9,9 @@ use anyhow::Context;
 use clap::Args;
 use invgate_sim::{Credentials, Seed, Simulator};
 use secrecy::{ExposeSecret, SecretString};
+use ticketd_domain::MarkerTemplate;
 use ticketd_http::Limits;
-use ticketd_invgate::InvGateConfig;
+use ticketd_invgate::{InvGateConfig, RetryPolicy};
 use ticketd_pgtemp::TempCluster;
 
 use crate::config::{ConfigError, DatabaseArgs};
@@ -87,10 +88,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             username: credentials.username.clone(),
             password: SecretString::from(credentials.password.clone()),
             timeout: Duration::from_secs(15),
+            retry: RetryPolicy::default(),
         },
         jwt_secret: jwt_secret.clone(),
         jwt_leeway: Duration::from_secs(60),
         limits: Limits::default(),
+        operation_marker: MarkerTemplate::default(),
         workers: Some(2),
     };
     let app = Application::build(settings).await?;

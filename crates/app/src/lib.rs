@@ -13,7 +13,7 @@ use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use ticketd_domain::{TicketCreator, UserCacheConfig};
+use ticketd_domain::TicketCreator;
 use ticketd_http::{HttpState, JwtVerifier};
 use ticketd_invgate::ReqwestInvGateClient;
 use ticketd_postgres::{PgTicketRepository, PoolConfig, connect_pool, run_migrations};
@@ -53,9 +53,10 @@ impl Application {
         }
         let pool = connect_pool(database_url, PoolConfig::default())?;
         let repository = PgTicketRepository::new(pool);
+        let service_config = settings.service_config();
         let gateway = ReqwestInvGateClient::new(settings.invgate)
             .context("configuring the InvGate client")?;
-        let service = TicketCreator::new(gateway, repository, UserCacheConfig::default());
+        let service = TicketCreator::new(gateway, repository, service_config);
         let state = HttpState {
             service: Arc::new(service),
             verifier: Arc::new(JwtVerifier::hs256(

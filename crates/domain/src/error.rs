@@ -64,16 +64,44 @@ pub enum GatewayError {
     /// InvGate refused our credentials (401/403): a configuration error on our side.
     #[error("InvGate refused ticketd's credentials (HTTP {status})")]
     Unauthorized { status: u16 },
-    /// InvGate asked us to slow down.
-    #[error("InvGate is rate limiting ticketd")]
+    /// InvGate asked us to come back later (429, or 503): nothing was created.
+    #[error("InvGate is rate limiting ticketd or temporarily unavailable")]
     RateLimited { retry_after: Option<Duration> },
+    /// The request certainly never reached InvGate (connection refused, DNS, TLS handshake):
+    /// nothing was created.
+    #[error("InvGate could not be reached")]
+    NotSent(#[source] anyhow::Error),
+    /// Too many recent failures: calls are refused at once for a while, without reaching InvGate.
+    #[error("InvGate calls are suspended after repeated failures")]
+    CircuitOpen { retry_after: Duration },
     /// No complete answer within the configured time. For a create, the incident may exist.
     #[error("InvGate did not answer in time")]
     Timeout,
-    /// Anything else: 5xx, refused or reset connection, an answer that is not what the API documents.
+    /// Anything else: 5xx, a reset connection, an answer that is not what the API documents.
+    /// For a create, the incident may exist.
     #[error("InvGate failed")]
     Unavailable(#[source] anyhow::Error),
 }
+
+impl GatewayError {
+    /// Whether the failed call certainly created nothing in InvGate.
+    #[must_use]
+    pub fn created_nothing(&self) -> bool {
+        matches!(
+            self,
+            Self::Rejected { .. }
+                | Self::Unauthorized { .. }
+                | Self::RateLimited { .. }
+                | Self::NotSent(_)
+                | Self::CircuitOpen { .. }
+        )
+    }
+}
+
+/// The operation journal could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("the operation journal is unavailable")]
+pub struct JournalError(#[source] pub anyhow::Error);
 
 /// Why the local copy of a ticket could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -106,6 +134,19 @@ pub enum CreateTicketError {
     /// InvGate failed or answered something unusable.
     #[error("InvGate failed")]
     UpstreamFailed(#[source] anyhow::Error),
+    /// InvGate calls are suspended after repeated failures.
+    #[error("InvGate is unavailable")]
+    UpstreamUnavailable { retry_after: Duration },
+    /// The idempotency key was used before for a different ticket.
+    #[error("the idempotency key was used for a different request")]
+    IdempotencyKeyMismatch,
+    /// The idempotency key's first request is still running or in doubt.
+    #[error("the idempotency key's first request is not finished")]
+    IdempotencyKeyInUse { retry_after: Duration },
+    /// The journal cannot be written, so no create may start (an untracked incident could not be
+    /// recovered).
+    #[error("the ticket store is unavailable")]
+    StoreUnavailable(#[source] JournalError),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -117,7 +158,10 @@ impl From<GatewayError> for CreateTicketError {
             err @ GatewayError::Unauthorized { .. } => Self::UpstreamAuth(err),
             GatewayError::RateLimited { retry_after } => Self::UpstreamBusy { retry_after },
             GatewayError::Timeout => Self::UpstreamTimeout,
-            GatewayError::Unavailable(cause) => Self::UpstreamFailed(cause),
+            GatewayError::Unavailable(cause) | GatewayError::NotSent(cause) => {
+                Self::UpstreamFailed(cause)
+            }
+            GatewayError::CircuitOpen { retry_after } => Self::UpstreamUnavailable { retry_after },
         }
     }
 }

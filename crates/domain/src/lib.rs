@@ -7,15 +7,24 @@
 pub mod attachment;
 pub mod caller;
 pub mod error;
+pub mod operation;
 pub mod ports;
 pub mod service;
 pub mod ticket;
 
 pub use attachment::{Attachment, AttachmentName, Sha256Hex};
 pub use caller::{EmailAddress, EmailAddressError, InvGateUserId};
-pub use error::{CreateTicketError, FieldError, GatewayError, InvalidTicket, StoreTicketError};
+pub use error::{
+    CreateTicketError, FieldError, GatewayError, InvalidTicket, JournalError, StoreTicketError,
+};
+pub use operation::{
+    Begun, Fingerprint, IdempotencyKey, MarkerTemplate, NewOperation, Operation, OperationFailure,
+    OperationId, OperationState, StoredAnswer, TicketSnapshot,
+};
 pub use ports::{IncidentGateway, TicketRepository, TicketService};
-pub use service::{CreatedTicket, TicketCreator, UserCacheConfig};
+pub use service::{
+    CreateOutcome, CreateRequest, CreatedTicket, ServiceConfig, TicketCreator, UserCacheConfig,
+};
 pub use ticket::{
     CategoryId, IncidentId, LocationId, NewTicket, OccurredAt, PriorityId, SourceId, StoredTicket,
     TicketDescription, TicketDraft, TicketTitle, TicketTypeId,

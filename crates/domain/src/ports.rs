@@ -5,8 +5,11 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::caller::{EmailAddress, InvGateUserId};
-use crate::error::{CreateTicketError, GatewayError, StoreTicketError};
-use crate::service::CreatedTicket;
+use std::time::Duration;
+
+use crate::error::{CreateTicketError, GatewayError, JournalError, StoreTicketError};
+use crate::operation::{Begun, NewOperation, Operation, OperationFailure, OperationId};
+use crate::service::{CreateOutcome, CreateRequest};
 use crate::ticket::{NewTicket, StoredTicket};
 
 /// InvGate, as the create use case sees it.
@@ -40,24 +43,87 @@ pub trait IncidentGateway: Send + Sync + 'static {
     ) -> Result<Value, GatewayError>;
 }
 
-/// Where ticketd keeps its own record of every ticket.
+/// Where ticketd keeps its own record of every ticket, and the journal of create operations.
+/// The store decides idempotency, so it holds across instances sharing it.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait TicketRepository: Send + Sync + 'static {
-    /// Stores `ticket`.
+    /// Stores `ticket` on its own (no operation).
     ///
     /// # Errors
     /// - [`StoreTicketError::Duplicate`]: this InvGate id is already stored.
     /// - [`StoreTicketError::Unexpected`]: the store failed (unreachable, full, …).
     async fn insert(&self, ticket: &StoredTicket) -> Result<(), StoreTicketError>;
+
+    /// Records a new operation, unless the caller already used its idempotency key, in which case
+    /// the existing operation is returned and nothing is written.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be written.
+    async fn begin_operation(&self, operation: &NewOperation) -> Result<Begun, JournalError>;
+
+    /// Takes over an operation that failed without creating anything, for a new attempt under the
+    /// same key. `false` when another request took it first or it is no longer retryable.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be written.
+    async fn retake_operation(
+        &self,
+        id: OperationId,
+        lease: Duration,
+        request_id: &str,
+    ) -> Result<bool, JournalError>;
+
+    /// Stores the ticket and marks its operation succeeded with `answer_body`, in one
+    /// transaction. Idempotent: storing the same operation's ticket twice changes nothing.
+    ///
+    /// # Errors
+    /// [`StoreTicketError`] when the transaction fails; then nothing was written.
+    async fn record_created(
+        &self,
+        ticket: &StoredTicket,
+        answer_body: &str,
+    ) -> Result<(), StoreTicketError>;
+
+    /// Marks an operation failed.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be written.
+    async fn record_failure(
+        &self,
+        id: OperationId,
+        failure: &OperationFailure,
+    ) -> Result<(), JournalError>;
+
+    /// Marks an operation in doubt: the reconciler will look for its incident after `lease`.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be written.
+    async fn record_in_doubt(
+        &self,
+        id: OperationId,
+        lease: Duration,
+        reason: &str,
+    ) -> Result<(), JournalError>;
+
+    /// Reads one operation of `caller`.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be read.
+    async fn find_operation(
+        &self,
+        caller: &str,
+        id: OperationId,
+    ) -> Result<Option<Operation>, JournalError>;
 }
 
 /// The driving port: what the HTTP adapter calls.
 #[cfg_attr(feature = "mocks", mockall::automock)]
 #[async_trait]
 pub trait TicketService: Send + Sync + 'static {
-    /// Creates `ticket` in InvGate on behalf of the caller with e-mail `caller`, keeps a local
-    /// copy, and returns InvGate's answer.
+    /// Creates `ticket` in InvGate on behalf of the caller with e-mail `caller`, exactly once per
+    /// idempotency key, keeps a local copy, and returns InvGate's answer (or the first answer,
+    /// replayed, when the key was used before for the same ticket).
     ///
     /// # Errors
     /// Every variant of [`CreateTicketError`]; see there.
@@ -65,5 +131,6 @@ pub trait TicketService: Send + Sync + 'static {
         &self,
         caller: &EmailAddress,
         ticket: NewTicket,
-    ) -> Result<CreatedTicket, CreateTicketError>;
+        request: CreateRequest,
+    ) -> Result<CreateOutcome, CreateTicketError>;
 }

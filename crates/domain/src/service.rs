@@ -11,6 +11,10 @@ use uuid::Uuid;
 
 use crate::caller::{EmailAddress, InvGateUserId};
 use crate::error::{CreateTicketError, GatewayError};
+use crate::operation::{
+    Begun, Fingerprint, IdempotencyKey, MarkerTemplate, NewOperation, OperationFailure,
+    OperationId, OperationState, StoredAnswer, TicketSnapshot,
+};
 use crate::ports::{IncidentGateway, TicketRepository, TicketService};
 use crate::ticket::{IncidentId, NewTicket, StoredTicket};
 
@@ -19,9 +23,30 @@ use crate::ticket::{IncidentId, NewTicket, StoredTicket};
 pub struct CreatedTicket {
     /// ticketd's own id for the local record.
     pub local_id: Uuid,
+    pub operation_id: OperationId,
     pub inv_gate_id: IncidentId,
-    /// InvGate's answer, unchanged.
-    pub response: Value,
+    /// The answer's body: InvGate's JSON, serialized once, so a replay is byte for byte the same.
+    pub body: String,
+}
+
+/// What the driving adapter knows about the request besides the ticket.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreateRequest {
+    pub idempotency_key: Option<IdempotencyKey>,
+    /// The request id, kept with the operation (a replayed error names the first request).
+    pub request_id: String,
+}
+
+/// How a create ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CreateOutcome {
+    /// Created now.
+    Created(CreatedTicket),
+    /// The key was used before for the same ticket: the first answer, to replay.
+    Replayed {
+        answer: StoredAnswer,
+        request_id: String,
+    },
 }
 
 /// How long and how many `user.by` answers to remember. Only found users are remembered, so a user
@@ -41,20 +66,45 @@ impl Default for UserCacheConfig {
     }
 }
 
+/// The service's settings.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    pub user_cache: UserCacheConfig,
+    pub marker: MarkerTemplate,
+    /// How long one create may take, every attempt included: the operation's lease. After it, an
+    /// unfinished operation counts as abandoned and the reconciler takes over.
+    pub call_lease: Duration,
+    /// What a client retrying a key whose first request is unfinished is told to wait.
+    pub in_use_retry_after: Duration,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            user_cache: UserCacheConfig::default(),
+            marker: MarkerTemplate::default(),
+            call_lease: Duration::from_secs(60),
+            in_use_retry_after: Duration::from_secs(5),
+        }
+    }
+}
+
 /// The one service holding ticket-creation logic, generic over its ports.
 #[derive(Debug)]
 pub struct TicketCreator<G, R> {
     gateway: G,
     repository: R,
     users: UserCache,
+    config: ServiceConfig,
 }
 
 impl<G: IncidentGateway, R: TicketRepository> TicketCreator<G, R> {
-    pub fn new(gateway: G, repository: R, user_cache: UserCacheConfig) -> Self {
+    pub fn new(gateway: G, repository: R, config: ServiceConfig) -> Self {
         Self {
             gateway,
             repository,
-            users: UserCache::new(user_cache),
+            users: UserCache::new(config.user_cache),
+            config,
         }
     }
 
@@ -83,6 +133,57 @@ impl<G: IncidentGateway, R: TicketRepository> TicketCreator<G, R> {
             }),
         }
     }
+
+    /// Journals the operation, or finds the key's earlier one. `Ok(None)` means: replay that.
+    async fn begin(
+        &self,
+        operation: &NewOperation,
+    ) -> Result<Result<OperationId, CreateOutcome>, CreateTicketError> {
+        let existing = match self.repository.begin_operation(operation).await {
+            Ok(Begun::Started) => return Ok(Ok(operation.id)),
+            Ok(Begun::Existing(existing)) => *existing,
+            Err(err) => return Err(CreateTicketError::StoreUnavailable(err)),
+        };
+        if existing.fingerprint != operation.fingerprint {
+            return Err(CreateTicketError::IdempotencyKeyMismatch);
+        }
+        if let Some(answer) = existing.answer {
+            return Ok(Err(CreateOutcome::Replayed {
+                answer,
+                request_id: existing.request_id,
+            }));
+        }
+        let retryable = existing.state == OperationState::Failed && existing.retryable;
+        if retryable
+            && self
+                .repository
+                .retake_operation(existing.id, self.config.call_lease, &operation.request_id)
+                .await
+                .map_err(CreateTicketError::StoreUnavailable)?
+        {
+            return Ok(Ok(existing.id));
+        }
+        Err(CreateTicketError::IdempotencyKeyInUse {
+            retry_after: self.config.in_use_retry_after,
+        })
+    }
+
+    async fn fail(&self, id: OperationId, failure: OperationFailure) {
+        if let Err(err) = self.repository.record_failure(id, &failure).await {
+            // The lease runs out and the reconciler settles the operation from InvGate's side.
+            tracing::warn!(error = ?err, operation.id = %id, "could not record a failed operation");
+        }
+    }
+
+    async fn doubt(&self, id: OperationId, reason: &str) {
+        if let Err(err) = self
+            .repository
+            .record_in_doubt(id, self.config.call_lease, reason)
+            .await
+        {
+            tracing::warn!(error = ?err, operation.id = %id, "could not record an operation in doubt");
+        }
+    }
 }
 
 #[async_trait]
@@ -90,26 +191,78 @@ impl<G: IncidentGateway, R: TicketRepository> TicketService for TicketCreator<G,
     #[tracing::instrument(
         name = "ticket.create",
         skip_all,
-        fields(invgate.user_id, invgate.request_id, ticket.attachments = ticket.attachments.len())
+        fields(operation.id, invgate.user_id, invgate.request_id, ticket.attachments = ticket.attachments.len())
     )]
     async fn create_ticket(
         &self,
         caller: &EmailAddress,
         ticket: NewTicket,
-    ) -> Result<CreatedTicket, CreateTicketError> {
+        request: CreateRequest,
+    ) -> Result<CreateOutcome, CreateTicketError> {
         let requester = self.resolve_user(caller).await?;
         tracing::Span::current().record("invgate.user_id", requester.get());
 
-        let response = self.gateway.create_incident(requester, &ticket).await?;
-        let inv_gate_id = extract_incident_id(&response).ok_or_else(|| {
-            CreateTicketError::UpstreamFailed(anyhow::anyhow!(
+        let operation = NewOperation {
+            id: OperationId::new(),
+            caller: caller.clone(),
+            key: request.idempotency_key,
+            fingerprint: Fingerprint::of(&ticket),
+            request_id: request.request_id,
+            requester,
+            ticket: TicketSnapshot::from(&ticket),
+            lease: self.config.call_lease,
+            state: OperationState::InFlight,
+        };
+        let operation_id = match self.begin(&operation).await? {
+            Ok(id) => id,
+            Err(replay) => return Ok(replay),
+        };
+        tracing::Span::current().record("operation.id", tracing::field::display(operation_id));
+
+        // The incident carries the operation id, so it can be found if its answer gets lost.
+        let mut marked = ticket.clone();
+        marked.description = ticket
+            .description
+            .with_suffix(&self.config.marker.render(operation_id));
+        let response = match self.gateway.create_incident(requester, &marked).await {
+            Ok(response) => response,
+            Err(err) => {
+                if err.created_nothing() {
+                    let answer = match &err {
+                        GatewayError::Rejected { message } => Some(StoredAnswer::Rejected {
+                            message: message.clone(),
+                        }),
+                        _ => None,
+                    };
+                    let retryable = answer.is_none();
+                    self.fail(
+                        operation_id,
+                        OperationFailure {
+                            retryable,
+                            answer,
+                            reason: err.to_string(),
+                        },
+                    )
+                    .await;
+                } else {
+                    self.doubt(operation_id, &err.to_string()).await;
+                }
+                return Err(err.into());
+            }
+        };
+        let Some(inv_gate_id) = extract_incident_id(&response) else {
+            self.doubt(operation_id, "InvGate answered success without an id")
+                .await;
+            return Err(CreateTicketError::UpstreamFailed(anyhow::anyhow!(
                 "InvGate answered success without a usable request_id, id or incident_id"
-            ))
-        })?;
+            )));
+        };
         tracing::Span::current().record("invgate.request_id", inv_gate_id.get());
 
+        let body = response.to_string();
         let stored = StoredTicket {
             id: Uuid::now_v7(),
+            operation_id: Some(operation_id),
             inv_gate_id,
             creator_email: caller.clone(),
             creator_id: requester,
@@ -118,7 +271,7 @@ impl<G: IncidentGateway, R: TicketRepository> TicketService for TicketCreator<G,
             invgate_response: response,
             created_at: Utc::now(),
         };
-        if let Err(err) = self.repository.insert(&stored).await {
+        if let Err(err) = self.repository.record_created(&stored, &body).await {
             // The incident exists in InvGate and cannot be undone: the caller gets its ticket, and
             // the record goes to the log in full so an operator can restore it.
             let attachments: Vec<_> = stored
@@ -150,15 +303,16 @@ impl<G: IncidentGateway, R: TicketRepository> TicketService for TicketCreator<G,
                 ticket.date_ocurred = stored.ticket.date_ocurred.map(|d| d.epoch_seconds()),
                 ticket.related_to = ?stored.ticket.related_to.iter().map(|r| r.get()).collect::<Vec<_>>(),
                 ticket.attachments = ?attachments,
-                invgate.response = %stored.invgate_response,
+                invgate.response = %body,
                 "InvGate created the ticket but the local copy could not be stored"
             );
         }
-        Ok(CreatedTicket {
+        Ok(CreateOutcome::Created(CreatedTicket {
             local_id: stored.id,
+            operation_id,
             inv_gate_id,
-            response: stored.invgate_response,
-        })
+            body,
+        }))
     }
 }
 

@@ -57,6 +57,12 @@ impl TicketDescription {
         Ok(Self(trimmed.to_owned()))
     }
 
+    /// This description with `suffix` appended (still non-blank, so still valid).
+    #[must_use]
+    pub fn with_suffix(&self, suffix: &str) -> Self {
+        Self(format!("{}{suffix}", self.0))
+    }
+
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
@@ -335,6 +341,8 @@ fn required<T>(value: Option<T>) -> Result<T, String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredTicket {
     pub id: Uuid,
+    /// The operation that created it.
+    pub operation_id: Option<crate::operation::OperationId>,
     pub inv_gate_id: IncidentId,
     pub creator_email: EmailAddress,
     pub creator_id: InvGateUserId,

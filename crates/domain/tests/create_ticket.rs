@@ -3,12 +3,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use mockall::predicate::eq;
 use serde_json::json;
 use ticketd_domain::ports::{MockIncidentGateway, MockTicketRepository};
 use ticketd_domain::{
-    CreateTicketError, EmailAddress, GatewayError, InvGateUserId, NewTicket, StoreTicketError,
-    TicketCreator, TicketDraft, TicketService, UserCacheConfig,
+    Begun, CreateOutcome, CreateRequest, CreateTicketError, EmailAddress, Fingerprint,
+    GatewayError, IdempotencyKey, InvGateUserId, JournalError, NewTicket, Operation,
+    OperationState, ServiceConfig, StoreTicketError, StoredAnswer, TicketCreator, TicketDraft,
+    TicketService, TicketSnapshot, UserCacheConfig,
 };
 
 fn alice() -> EmailAddress {
@@ -29,6 +30,13 @@ fn ticket() -> NewTicket {
         .expect("valid ticket")
 }
 
+fn keyed(key: &str) -> CreateRequest {
+    CreateRequest {
+        idempotency_key: Some(IdempotencyKey::parse(key).expect("key")),
+        request_id: "req-2".into(),
+    }
+}
+
 fn gateway_knowing_alice_as(id: i64) -> MockIncidentGateway {
     let mut gateway = MockIncidentGateway::new();
     gateway
@@ -38,9 +46,17 @@ fn gateway_knowing_alice_as(id: i64) -> MockIncidentGateway {
     gateway
 }
 
-fn repository_accepting_all() -> MockTicketRepository {
+/// A repository whose journal starts every operation and accepts every outcome.
+fn journal_accepting_all() -> MockTicketRepository {
     let mut repository = MockTicketRepository::new();
-    repository.expect_insert().returning(|_| Ok(()));
+    repository
+        .expect_begin_operation()
+        .returning(|_| Ok(Begun::Started));
+    repository.expect_record_created().returning(|_, _| Ok(()));
+    repository.expect_record_failure().returning(|_, _| Ok(()));
+    repository
+        .expect_record_in_doubt()
+        .returning(|_, _, _| Ok(()));
     repository
 }
 
@@ -48,55 +64,247 @@ fn creator(
     gateway: MockIncidentGateway,
     repository: MockTicketRepository,
 ) -> TicketCreator<MockIncidentGateway, MockTicketRepository> {
-    TicketCreator::new(gateway, repository, UserCacheConfig::default())
+    TicketCreator::new(gateway, repository, ServiceConfig::default())
+}
+
+fn existing(
+    state: OperationState,
+    answer: Option<StoredAnswer>,
+    fingerprint: Fingerprint,
+    retryable: bool,
+) -> Operation {
+    Operation {
+        id: ticketd_domain::OperationId::new(),
+        state,
+        fingerprint,
+        retryable,
+        answer,
+        request_id: "req-1".into(),
+        requester: InvGateUserId::new(42),
+        caller: "alice@example.com".into(),
+        ticket: TicketSnapshot::from(&ticket()),
+        inv_gate_id: None,
+        reason: None,
+        created_at: Utc::now(),
+    }
+}
+
+async fn create(
+    service: &impl TicketService,
+    request: CreateRequest,
+) -> Result<CreateOutcome, CreateTicketError> {
+    service.create_ticket(&alice(), ticket(), request).await
 }
 
 #[tokio::test]
-async fn a_ticket_is_created_for_the_caller_and_stored_with_invgates_id() {
+async fn a_ticket_is_journaled_created_with_its_marker_and_stored_with_invgates_id() {
     let mut gateway = gateway_knowing_alice_as(42);
     gateway
         .expect_create_incident()
-        .with(eq(InvGateUserId::new(42)), eq(ticket()))
+        .withf(|requester, sent| {
+            *requester == InvGateUserId::new(42)
+                && sent.title.as_str() == "VPN down"
+                && sent.description.as_str().starts_with("Since 9am")
+                && sent.description.as_str().contains("[ticketd:")
+        })
         .times(1)
         .returning(|_, _| Ok(json!({"status": "OK", "info": "created", "request_id": 1864})));
     let mut repository = MockTicketRepository::new();
     repository
-        .expect_insert()
-        .withf(|stored| {
+        .expect_begin_operation()
+        .withf(|op| {
+            op.state == OperationState::InFlight
+                && op.key.is_none()
+                && op.request_id == "req-1"
+                && op.fingerprint == Fingerprint::of(&ticket())
+        })
+        .times(1)
+        .returning(|_| Ok(Begun::Started));
+    repository
+        .expect_record_created()
+        .withf(|stored, body| {
             stored.inv_gate_id.get() == 1864
+                && stored.operation_id.is_some()
                 && stored.creator_id == InvGateUserId::new(42)
                 && stored.customer_id == InvGateUserId::new(42)
                 && stored.creator_email.as_str() == "alice@example.com"
-                && stored.ticket.title.as_str() == "VPN down"
-                && stored.invgate_response["info"] == "created"
+                && stored.ticket.description.as_str() == "Since 9am"
+                && body == r#"{"status":"OK","info":"created","request_id":1864}"#
         })
         .times(1)
-        .returning(|_| Ok(()));
+        .returning(|_, _| Ok(()));
 
-    let created = creator(gateway, repository)
-        .create_ticket(&alice(), ticket())
+    let outcome = creator(gateway, repository)
+        .create_ticket(
+            &alice(),
+            ticket(),
+            CreateRequest {
+                idempotency_key: None,
+                request_id: "req-1".into(),
+            },
+        )
         .await
         .expect("created");
 
+    let CreateOutcome::Created(created) = outcome else {
+        panic!("expected a new ticket")
+    };
     assert_eq!(created.inv_gate_id.get(), 1864);
     assert_eq!(
-        created.response,
-        json!({"status": "OK", "info": "created", "request_id": 1864})
+        created.body,
+        r#"{"status":"OK","info":"created","request_id":1864}"#
     );
 }
 
 #[tokio::test]
-async fn a_caller_unknown_to_invgate_is_not_provisioned_and_nothing_is_created() {
+async fn a_repeated_key_with_the_same_ticket_replays_the_first_answer_without_calling_invgate() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway.expect_create_incident().never();
+    let mut repository = MockTicketRepository::new();
+    let answer = StoredAnswer::Created {
+        inv_gate_id: 7,
+        body: r#"{"request_id":7}"#.into(),
+    };
+    let first = existing(
+        OperationState::Succeeded,
+        Some(answer.clone()),
+        Fingerprint::of(&ticket()),
+        false,
+    );
+    repository
+        .expect_begin_operation()
+        .returning(move |_| Ok(Begun::Existing(Box::new(first.clone()))));
+
+    let outcome = create(&creator(gateway, repository), keyed("k1"))
+        .await
+        .expect("replayed");
+
+    assert_eq!(
+        outcome,
+        CreateOutcome::Replayed {
+            answer,
+            request_id: "req-1".into()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_key_with_another_ticket_is_a_mismatch() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway.expect_create_incident().never();
+    let mut repository = MockTicketRepository::new();
+    let other = existing(
+        OperationState::Succeeded,
+        None,
+        Fingerprint::from_stored("other".into()),
+        false,
+    );
+    repository
+        .expect_begin_operation()
+        .returning(move |_| Ok(Begun::Existing(Box::new(other.clone()))));
+
+    let err = create(&creator(gateway, repository), keyed("k1"))
+        .await
+        .expect_err("mismatch");
+
+    assert!(
+        matches!(err, CreateTicketError::IdempotencyKeyMismatch),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_repeated_key_whose_first_request_is_unfinished_is_in_use() {
+    for state in [
+        OperationState::InFlight,
+        OperationState::InDoubt,
+        OperationState::Queued,
+    ] {
+        let mut gateway = gateway_knowing_alice_as(42);
+        gateway.expect_create_incident().never();
+        let mut repository = MockTicketRepository::new();
+        let first = existing(state, None, Fingerprint::of(&ticket()), false);
+        repository
+            .expect_begin_operation()
+            .returning(move |_| Ok(Begun::Existing(Box::new(first.clone()))));
+
+        let err = create(&creator(gateway, repository), keyed("k1"))
+            .await
+            .expect_err("in use");
+
+        assert!(
+            matches!(err, CreateTicketError::IdempotencyKeyInUse { retry_after } if retry_after > Duration::ZERO),
+            "{state:?}: {err:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_key_whose_first_request_created_nothing_is_taken_over_for_a_new_attempt() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway
+        .expect_create_incident()
+        .times(1)
+        .returning(|_, _| Ok(json!({"request_id": 9})));
+    let mut repository = MockTicketRepository::new();
+    let first = existing(
+        OperationState::Failed,
+        None,
+        Fingerprint::of(&ticket()),
+        true,
+    );
+    let first_id = first.id;
+    repository
+        .expect_begin_operation()
+        .returning(move |_| Ok(Begun::Existing(Box::new(first.clone()))));
+    repository
+        .expect_retake_operation()
+        .withf(move |id, _, request_id| *id == first_id && request_id == "req-2")
+        .times(1)
+        .returning(|_, _, _| Ok(true));
+    repository
+        .expect_record_created()
+        .withf(move |stored, _| stored.operation_id == Some(first_id))
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let outcome = create(&creator(gateway, repository), keyed("k1"))
+        .await
+        .expect("created");
+
+    assert!(matches!(outcome, CreateOutcome::Created(c) if c.operation_id == first_id));
+}
+
+#[tokio::test]
+async fn without_a_journal_nothing_is_sent_to_invgate() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway.expect_create_incident().never();
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_begin_operation()
+        .returning(|_| Err(JournalError(anyhow::anyhow!("connection refused"))));
+
+    let err = create(&creator(gateway, repository), CreateRequest::default())
+        .await
+        .expect_err("no journal");
+
+    assert!(
+        matches!(err, CreateTicketError::StoreUnavailable(_)),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_caller_unknown_to_invgate_is_not_provisioned_and_nothing_is_journaled() {
     let mut gateway = MockIncidentGateway::new();
     gateway
         .expect_find_user_id_by_email()
         .returning(|_| Ok(None));
     gateway.expect_create_incident().never();
     let mut repository = MockTicketRepository::new();
-    repository.expect_insert().never();
+    repository.expect_begin_operation().never();
 
-    let err = creator(gateway, repository)
-        .create_ticket(&alice(), ticket())
+    let err = create(&creator(gateway, repository), CreateRequest::default())
         .await
         .expect_err("not provisioned");
 
@@ -116,11 +324,10 @@ async fn the_user_lookup_is_cached_between_tickets() {
         .expect_create_incident()
         .times(2)
         .returning(|_, _| Ok(json!({"request_id": 1})));
-    let service = creator(gateway, repository_accepting_all());
+    let service = creator(gateway, journal_accepting_all());
 
     for _ in 0..2 {
-        service
-            .create_ticket(&alice(), ticket())
+        create(&service, CreateRequest::default())
             .await
             .expect("created");
     }
@@ -137,15 +344,17 @@ async fn an_expired_cache_entry_is_looked_up_again() {
         .expect_create_incident()
         .times(2)
         .returning(|_, _| Ok(json!({"request_id": 1})));
-    let no_cache = UserCacheConfig {
-        ttl: Duration::ZERO,
-        capacity: 10,
+    let config = ServiceConfig {
+        user_cache: UserCacheConfig {
+            ttl: Duration::ZERO,
+            capacity: 10,
+        },
+        ..ServiceConfig::default()
     };
-    let service = TicketCreator::new(gateway, repository_accepting_all(), no_cache);
+    let service = TicketCreator::new(gateway, journal_accepting_all(), config);
 
     for _ in 0..2 {
-        service
-            .create_ticket(&alice(), ticket())
+        create(&service, CreateRequest::default())
             .await
             .expect("created");
     }
@@ -158,31 +367,145 @@ async fn a_failed_local_store_still_returns_the_created_ticket() {
         .expect_create_incident()
         .returning(|_, _| Ok(json!({"request_id": 77})));
     let mut repository = MockTicketRepository::new();
-    repository.expect_insert().times(1).returning(|_| {
-        Err(StoreTicketError::Unexpected(anyhow::anyhow!(
-            "connection refused"
-        )))
-    });
+    repository
+        .expect_begin_operation()
+        .returning(|_| Ok(Begun::Started));
+    repository
+        .expect_record_created()
+        .times(1)
+        .returning(|_, _| {
+            Err(StoreTicketError::Unexpected(anyhow::anyhow!(
+                "connection refused"
+            )))
+        });
 
-    let created = creator(gateway, repository)
-        .create_ticket(&alice(), ticket())
+    let outcome = create(&creator(gateway, repository), CreateRequest::default())
         .await
         .expect("InvGate created it, so the caller gets it");
 
-    assert_eq!(created.inv_gate_id.get(), 77);
+    assert!(matches!(outcome, CreateOutcome::Created(c) if c.inv_gate_id.get() == 77));
 }
 
 #[tokio::test]
-async fn a_success_answer_without_an_id_is_an_upstream_failure_and_nothing_is_stored() {
+async fn a_rejection_is_a_final_failure_whose_answer_is_kept_for_replay() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway.expect_create_incident().returning(|_, _| {
+        Err(GatewayError::Rejected {
+            message: "categoría inválida".into(),
+        })
+    });
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_begin_operation()
+        .returning(|_| Ok(Begun::Started));
+    repository
+        .expect_record_failure()
+        .withf(|_, failure| {
+            !failure.retryable
+                && failure.answer
+                    == Some(StoredAnswer::Rejected {
+                        message: "categoría inválida".into(),
+                    })
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let err = create(&creator(gateway, repository), keyed("k"))
+        .await
+        .expect_err("rejected");
+
+    assert!(
+        matches!(err, CreateTicketError::UpstreamRejected { message } if message == "categoría inválida")
+    );
+}
+
+#[tokio::test]
+async fn failures_that_created_nothing_free_the_key_and_uncertain_ones_put_the_operation_in_doubt()
+{
+    type Make = fn() -> GatewayError;
+    let created_nothing: Vec<Make> = vec![
+        || GatewayError::Unauthorized { status: 401 },
+        || GatewayError::RateLimited {
+            retry_after: Some(Duration::from_secs(3)),
+        },
+        || GatewayError::NotSent(anyhow::anyhow!("connection refused")),
+        || GatewayError::CircuitOpen {
+            retry_after: Duration::from_secs(30),
+        },
+    ];
+    for failure in created_nothing {
+        let mut gateway = gateway_knowing_alice_as(42);
+        gateway
+            .expect_create_incident()
+            .times(1)
+            .returning(move |_, _| Err(failure()));
+        let mut repository = MockTicketRepository::new();
+        repository
+            .expect_begin_operation()
+            .returning(|_| Ok(Begun::Started));
+        repository
+            .expect_record_failure()
+            .withf(|_, f| f.retryable && f.answer.is_none())
+            .times(1)
+            .returning(|_, _| Ok(()));
+        repository.expect_record_in_doubt().never();
+        assert!(
+            create(&creator(gateway, repository), keyed("k"))
+                .await
+                .is_err()
+        );
+    }
+
+    type Check = fn(&CreateTicketError) -> bool;
+    let uncertain: Vec<(Make, Check)> = vec![
+        (
+            || GatewayError::Timeout,
+            |e| matches!(e, CreateTicketError::UpstreamTimeout),
+        ),
+        (
+            || GatewayError::Unavailable(anyhow::anyhow!("HTTP 500")),
+            |e| matches!(e, CreateTicketError::UpstreamFailed(_)),
+        ),
+    ];
+    for (failure, expected) in uncertain {
+        let mut gateway = gateway_knowing_alice_as(42);
+        gateway
+            .expect_create_incident()
+            .times(1)
+            .returning(move |_, _| Err(failure()));
+        let mut repository = MockTicketRepository::new();
+        repository
+            .expect_begin_operation()
+            .returning(|_| Ok(Begun::Started));
+        repository.expect_record_failure().never();
+        repository
+            .expect_record_in_doubt()
+            .times(1)
+            .returning(|_, _, _| Ok(()));
+        let err = create(&creator(gateway, repository), keyed("k"))
+            .await
+            .expect_err("failed");
+        assert!(expected(&err), "{err:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_success_answer_without_an_id_puts_the_operation_in_doubt() {
     let mut gateway = gateway_knowing_alice_as(42);
     gateway
         .expect_create_incident()
         .returning(|_, _| Ok(json!({"status": "OK", "info": "done"})));
     let mut repository = MockTicketRepository::new();
-    repository.expect_insert().never();
+    repository
+        .expect_begin_operation()
+        .returning(|_| Ok(Begun::Started));
+    repository.expect_record_created().never();
+    repository
+        .expect_record_in_doubt()
+        .times(1)
+        .returning(|_, _, _| Ok(()));
 
-    let err = creator(gateway, repository)
-        .create_ticket(&alice(), ticket())
+    let err = create(&creator(gateway, repository), CreateRequest::default())
         .await
         .expect_err("no id");
 
@@ -193,53 +516,6 @@ async fn a_success_answer_without_an_id_is_an_upstream_failure_and_nothing_is_st
 }
 
 #[tokio::test]
-async fn each_gateway_failure_of_the_create_maps_to_its_own_error() {
-    type Check = fn(&CreateTicketError) -> bool;
-    let cases: Vec<(fn() -> GatewayError, Check)> = vec![
-        (
-            || GatewayError::Rejected {
-                message: "categoría inválida".into(),
-            },
-            |e| matches!(e, CreateTicketError::UpstreamRejected { message } if message == "categoría inválida"),
-        ),
-        (
-            || GatewayError::Unauthorized { status: 401 },
-            |e| matches!(e, CreateTicketError::UpstreamAuth(_)),
-        ),
-        (
-            || GatewayError::RateLimited {
-                retry_after: Some(Duration::from_secs(12)),
-            },
-            |e| matches!(e, CreateTicketError::UpstreamBusy { retry_after: Some(d) } if d.as_secs() == 12),
-        ),
-        (
-            || GatewayError::Timeout,
-            |e| matches!(e, CreateTicketError::UpstreamTimeout),
-        ),
-        (
-            || GatewayError::Unavailable(anyhow::anyhow!("HTTP 500")),
-            |e| matches!(e, CreateTicketError::UpstreamFailed(_)),
-        ),
-    ];
-    for (failure, expected) in cases {
-        let mut gateway = gateway_knowing_alice_as(42);
-        gateway
-            .expect_create_incident()
-            .times(1)
-            .returning(move |_, _| Err(failure()));
-        let mut repository = MockTicketRepository::new();
-        repository.expect_insert().never();
-
-        let err = creator(gateway, repository)
-            .create_ticket(&alice(), ticket())
-            .await
-            .expect_err("gateway failed");
-
-        assert!(expected(&err), "unexpected mapping: {err:?}");
-    }
-}
-
-#[tokio::test]
 async fn a_failed_user_lookup_is_reported_as_upstream_trouble_not_as_a_missing_user() {
     let mut gateway = MockIncidentGateway::new();
     gateway
@@ -247,10 +523,21 @@ async fn a_failed_user_lookup_is_reported_as_upstream_trouble_not_as_a_missing_u
         .returning(|_| Err(GatewayError::Timeout));
     gateway.expect_create_incident().never();
 
-    let err = creator(gateway, MockTicketRepository::new())
-        .create_ticket(&alice(), ticket())
-        .await
-        .expect_err("lookup failed");
+    let err = create(
+        &creator(gateway, MockTicketRepository::new()),
+        CreateRequest::default(),
+    )
+    .await
+    .expect_err("lookup failed");
 
     assert!(matches!(err, CreateTicketError::UpstreamTimeout), "{err:?}");
+}
+
+#[test]
+fn the_fingerprint_covers_fields_and_file_digests_but_not_identity() {
+    let base = ticket();
+    assert_eq!(Fingerprint::of(&base), Fingerprint::of(&ticket()));
+    let mut other_title = ticket();
+    other_title.title = ticketd_domain::TicketTitle::parse("Other").expect("title");
+    assert_ne!(Fingerprint::of(&base), Fingerprint::of(&other_title));
 }

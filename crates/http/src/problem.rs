@@ -17,6 +17,9 @@ use crate::middleware::RequestContext;
 /// How long clients are told to wait when InvGate rate limits without saying for how long.
 const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(30);
 
+/// How long clients are told to wait when the database is unreachable.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
+
 /// Which `WWW-Authenticate` challenge a 401 carries (RFC 6750 §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Challenge {
@@ -56,6 +59,14 @@ pub enum ApiError {
     NotFound,
     #[error("method not allowed")]
     MethodNotAllowed { allow: &'static str },
+    #[error("InvGate is unavailable")]
+    UpstreamUnavailable { retry_after: Duration },
+    #[error("the idempotency key was used for another request")]
+    IdempotencyKeyMismatch,
+    #[error("the idempotency key's first request is unfinished")]
+    IdempotencyKeyInUse { retry_after: Duration },
+    #[error("the ticket store is unavailable")]
+    StoreUnavailable,
     #[error("internal error")]
     Internal,
 }
@@ -121,6 +132,25 @@ impl ApiError {
                 tracing::error!(error = ?cause, "InvGate failed");
                 Self::ExternalService
             }
+            CreateTicketError::UpstreamUnavailable { retry_after } => {
+                tracing::warn!(
+                    retry_after_secs = retry_after.as_secs(),
+                    "InvGate calls are suspended"
+                );
+                Self::UpstreamUnavailable { retry_after }
+            }
+            CreateTicketError::IdempotencyKeyMismatch => {
+                tracing::info!("an idempotency key was reused for another request");
+                Self::IdempotencyKeyMismatch
+            }
+            CreateTicketError::IdempotencyKeyInUse { retry_after } => {
+                tracing::info!("an idempotency key's first request is unfinished");
+                Self::IdempotencyKeyInUse { retry_after }
+            }
+            CreateTicketError::StoreUnavailable(cause) => {
+                tracing::error!(error = ?cause, "the operation journal is unavailable; no ticket was sent to InvGate");
+                Self::StoreUnavailable
+            }
             CreateTicketError::Unexpected(cause) => {
                 tracing::error!(error = ?cause, "creating a ticket failed unexpectedly");
                 Self::Internal
@@ -144,6 +174,10 @@ impl ApiError {
             Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
             Self::NotFound => "NOT_FOUND",
             Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
+            Self::UpstreamUnavailable { .. } => "UPSTREAM_UNAVAILABLE",
+            Self::IdempotencyKeyMismatch => "IDEMPOTENCY_KEY_MISMATCH",
+            Self::IdempotencyKeyInUse { .. } => "IDEMPOTENCY_KEY_IN_USE",
+            Self::StoreUnavailable => "STORE_UNAVAILABLE",
             Self::Internal => "INTERNAL_ERROR",
         }
     }
@@ -162,6 +196,10 @@ impl ApiError {
             Self::UpstreamTimeout => "InvGate timed out",
             Self::NotFound => "Not found",
             Self::MethodNotAllowed { .. } => "Method not allowed",
+            Self::UpstreamUnavailable { .. } => "InvGate is unavailable",
+            Self::IdempotencyKeyMismatch => "Idempotency key reused",
+            Self::IdempotencyKeyInUse { .. } => "Idempotency key in use",
+            Self::StoreUnavailable => "Ticket store unavailable",
             Self::Internal => "Internal error",
         }
     }
@@ -189,6 +227,16 @@ impl ApiError {
             }
             Self::NotFound => "no such resource".to_owned(),
             Self::MethodNotAllowed { allow } => format!("allowed: {allow}"),
+            Self::UpstreamUnavailable { .. } => {
+                "the service desk is failing; calls are suspended for a while, retry later".to_owned()
+            }
+            Self::IdempotencyKeyMismatch => {
+                "this Idempotency-Key was already used with a different ticket; use a new key".to_owned()
+            }
+            Self::IdempotencyKeyInUse { .. } => {
+                "the first request with this Idempotency-Key is still being processed; retry later for its answer".to_owned()
+            }
+            Self::StoreUnavailable => "the ticket store is unavailable; nothing was created, retry later".to_owned(),
             Self::Internal => "an internal error occurred".to_owned(),
         }
     }
@@ -225,14 +273,25 @@ impl ResponseError for ApiError {
             Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UpstreamUnavailable { .. } | Self::StoreUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyInUse { .. } => StatusCode::CONFLICT,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
+        self.response_for(RequestContext::current().as_ref())
+    }
+}
+
+impl ApiError {
+    /// The answer as it would be given in `context` (the current request's, or a replayed one's).
+    pub(crate) fn response_for(&self, context: Option<&RequestContext>) -> HttpResponse {
         let status = self.status_code();
         let detail = self.detail();
-        let context = RequestContext::current();
         let body = ProblemBody {
             kind: format!(
                 "urn:ticketd:problem:{}",
@@ -241,14 +300,14 @@ impl ResponseError for ApiError {
             title: self.title(),
             status: status.as_u16(),
             detail: &detail,
-            instance: context.as_ref().map(|c| c.path.as_str()),
+            instance: context.map(|c| c.path.as_str()),
             code: self.code(),
             error: &detail,
             errors: match self {
                 Self::InvalidInput { errors, .. } => Some(errors),
                 _ => None,
             },
-            request_id: context.as_ref().map(|c| c.request_id.as_str()),
+            request_id: context.map(|c| c.request_id.as_str()),
         };
         let mut response = HttpResponse::build(status);
         response.content_type("application/problem+json");
@@ -260,11 +319,16 @@ impl ResponseError for ApiError {
                 response
                     .insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
             }
-            Self::UpstreamBusy { retry_after } => {
+            Self::UpstreamBusy { retry_after }
+            | Self::UpstreamUnavailable { retry_after }
+            | Self::IdempotencyKeyInUse { retry_after } => {
                 response.insert_header((
                     header::RETRY_AFTER,
                     retry_after.as_secs().max(1).to_string(),
                 ));
+            }
+            Self::StoreUnavailable => {
+                response.insert_header((header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.to_string()));
             }
             Self::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));

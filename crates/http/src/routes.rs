@@ -1,6 +1,6 @@
 //! The routes and their handlers.
 
-use actix_web::http::header::LOCATION;
+use actix_web::http::header::{ContentType, HeaderName, HeaderValue, LOCATION};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 use tracing::Instrument;
@@ -8,7 +8,11 @@ use tracing::Instrument;
 use crate::HttpState;
 use crate::auth::{Caller, require_caller};
 use crate::binding::{BoundTicket, bind_ticket};
-use crate::middleware::catch_panic;
+use crate::middleware::{RequestContext, catch_panic};
+use ticketd_domain::{CreateOutcome, CreateRequest, FieldError, IdempotencyKey, StoredAnswer};
+
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 use crate::problem::ApiError;
 use actix_web::middleware::from_fn;
 
@@ -49,6 +53,29 @@ pub(crate) async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::NotFound)
 }
 
+/// `Idempotency-Key` (IETF httpapi draft): optional, 1 to 255 printable ASCII characters.
+fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = req.headers().get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        ApiError::invalid(vec![FieldError::new(
+            "Idempotency-Key",
+            "must be printable ASCII",
+        )])
+    })?;
+    IdempotencyKey::parse(text)
+        .map(Some)
+        .map_err(|message| ApiError::invalid(vec![FieldError::new("Idempotency-Key", message)]))
+}
+
+fn created(inv_gate_id: i64, body: String) -> HttpResponse {
+    HttpResponse::Created()
+        .insert_header((LOCATION, format!("/api/v1/tickets/{inv_gate_id}")))
+        .content_type(ContentType::json())
+        .body(body)
+}
+
 #[tracing::instrument(name = "tickets.create", skip_all)]
 async fn create_ticket(
     req: HttpRequest,
@@ -56,17 +83,45 @@ async fn create_ticket(
     caller: Caller,
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, ApiError> {
+    // A bad key is refused before the body is read; validation failures are never journaled.
+    let idempotency_key = idempotency_key(&req)?;
     let BoundTicket { ticket, spooled } = bind_ticket(&req, payload, &state.limits)
         .instrument(tracing::info_span!("binding"))
         .await?;
-    let created = state
+    let context = RequestContext::current();
+    let request = CreateRequest {
+        idempotency_key,
+        request_id: context
+            .as_ref()
+            .map(|c| c.request_id.clone())
+            .unwrap_or_default(),
+    };
+    let outcome = state
         .service
-        .create_ticket(&caller.email, ticket)
+        .create_ticket(&caller.email, ticket, request)
         .await
         .map_err(ApiError::from_create)?;
     // The spooled files are removed only now that InvGate has them.
     drop(spooled);
-    Ok(HttpResponse::Created()
-        .insert_header((LOCATION, format!("/api/v1/tickets/{}", created.inv_gate_id)))
-        .json(created.response))
+    Ok(match outcome {
+        CreateOutcome::Created(ticket) => created(ticket.inv_gate_id.get(), ticket.body),
+        CreateOutcome::Replayed { answer, request_id } => {
+            let mut response = match answer {
+                StoredAnswer::Created { inv_gate_id, body } => created(inv_gate_id, body),
+                StoredAnswer::Rejected { message } => {
+                    // Byte for byte the first answer: rendered as it was for the first request.
+                    let first = RequestContext {
+                        request_id,
+                        path: req.path().to_owned(),
+                    };
+                    ApiError::UpstreamRejected(message).response_for(Some(&first))
+                }
+            };
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            tracing::info!("answered with the idempotency key's first answer");
+            response
+        }
+    })
 }

@@ -10,7 +10,10 @@ use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use ticketd_domain::ports::MockTicketService;
-use ticketd_domain::{CreateTicketError, CreatedTicket, IncidentId, NewTicket};
+use ticketd_domain::{
+    CreateOutcome, CreateRequest, CreateTicketError, CreatedTicket, IncidentId, NewTicket,
+    OperationId, StoredAnswer,
+};
 use ticketd_http::{HttpState, JwtVerifier, Limits, app, mint_hs256_token};
 
 const SECRET: &str = "handler-test-secret";
@@ -37,16 +40,17 @@ fn state(service: MockTicketService, limits: Limits) -> HttpState {
     }
 }
 
-fn created(id: i64) -> CreatedTicket {
-    CreatedTicket {
+fn created(id: i64) -> CreateOutcome {
+    CreateOutcome::Created(CreatedTicket {
         local_id: uuid::Uuid::now_v7(),
+        operation_id: OperationId::new(),
         inv_gate_id: IncidentId::parse(id).expect("id"),
-        response: json!({"status": "OK", "info": "Solicitud creada", "request_id": id}),
-    }
+        body: json!({"status": "OK", "info": "Solicitud creada", "request_id": id}).to_string(),
+    })
 }
 
 /// What a recording service saw: the caller, the ticket and the bytes of each of its files.
-type Seen = Arc<Mutex<Vec<(String, NewTicket, Vec<Vec<u8>>)>>>;
+type Seen = Arc<Mutex<Vec<(String, NewTicket, Vec<Vec<u8>>, CreateRequest)>>>;
 
 /// A service that records the ticket it was asked to create (and the bytes of its files, read
 /// while the request was still running) and answers with InvGate id 1864.
@@ -56,7 +60,7 @@ fn recording_service() -> (MockTicketService, Seen) {
     let mut service = MockTicketService::new();
     service
         .expect_create_ticket()
-        .returning(move |caller, ticket| {
+        .returning(move |caller, ticket, request| {
             let contents = ticket
                 .attachments
                 .iter()
@@ -64,7 +68,7 @@ fn recording_service() -> (MockTicketService, Seen) {
                 .collect();
             log.lock()
                 .expect("lock")
-                .push((caller.as_str().to_owned(), ticket, contents));
+                .push((caller.as_str().to_owned(), ticket, contents, request));
             Ok(created(1864))
         });
     (service, seen)
@@ -190,7 +194,7 @@ async fn a_json_ticket_is_created_for_the_tokens_email_and_answered_with_invgate
         json!({"status": "OK", "info": "Solicitud creada", "request_id": 1864})
     );
     let seen = seen.lock().expect("lock");
-    let (caller, ticket, _) = &seen[0];
+    let (caller, ticket, _, _) = &seen[0];
     assert_eq!(caller, "alice@example.com");
     assert_eq!(ticket.title.as_str(), "Printer on fire");
     assert_eq!(ticket.priority_id.get(), 4);
@@ -334,7 +338,7 @@ async fn a_multipart_ticket_with_a_request_part_streams_its_files_to_the_service
 
     assert_eq!(status, StatusCode::CREATED);
     let seen = seen.lock().expect("lock");
-    let (_, ticket, contents) = &seen[0];
+    let (_, ticket, contents, _) = &seen[0];
     assert_eq!(ticket.title.as_str(), "Printer on fire");
     let names: Vec<&str> = ticket.attachments.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["screen.png", "log.txt", "passwd"]);
@@ -369,7 +373,7 @@ async fn a_multipart_ticket_may_send_one_form_field_per_name() {
 
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let seen = seen.lock().expect("lock");
-    let (_, ticket, _) = &seen[0];
+    let (_, ticket, _, _) = &seen[0];
     assert_eq!(ticket.category_id.get(), 3);
     assert_eq!(
         ticket
@@ -523,7 +527,7 @@ async fn each_service_failure_has_its_status_and_code() {
         let mut service = MockTicketService::new();
         service
             .expect_create_ticket()
-            .returning(move |_, _| Err(failure()));
+            .returning(move |_, _, _| Err(failure()));
 
         let (status, headers, body) = call(
             state(service, Limits::default()),
@@ -554,7 +558,7 @@ async fn rate_limiting_without_a_hint_tells_clients_to_wait_30_seconds() {
     let mut service = MockTicketService::new();
     service
         .expect_create_ticket()
-        .returning(|_, _| Err(CreateTicketError::UpstreamBusy { retry_after: None }));
+        .returning(|_, _, _| Err(CreateTicketError::UpstreamBusy { retry_after: None }));
     let (_, headers, _) = call(
         state(service, Limits::default()),
         json_request(&valid_json()),
@@ -575,7 +579,8 @@ impl ticketd_domain::TicketService for PanicsOnce {
         &self,
         _: &ticketd_domain::EmailAddress,
         _: NewTicket,
-    ) -> Result<CreatedTicket, CreateTicketError> {
+        _: CreateRequest,
+    ) -> Result<CreateOutcome, CreateTicketError> {
         let first = !self.0.swap(true, std::sync::atomic::Ordering::SeqCst);
         assert!(!first, "first call panics on purpose");
         Ok(created(5))
@@ -640,4 +645,165 @@ async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
         headers.get(header::ALLOW).map(|v| v.as_bytes()),
         Some(&b"POST"[..])
     );
+}
+
+fn answering(outcome: Result<CreateOutcome, CreateTicketError>) -> MockTicketService {
+    let mut service = MockTicketService::new();
+    let outcome = Mutex::new(Some(outcome));
+    service
+        .expect_create_ticket()
+        .times(1)
+        .returning(move |_, _, _| outcome.lock().expect("lock").take().expect("called once"));
+    service
+}
+
+#[actix_web::test]
+async fn the_idempotency_key_and_request_id_reach_the_service() {
+    let (service, seen) = recording_service();
+    let request = json_request(&valid_json())
+        .insert_header(("Idempotency-Key", "order-4711/attempt"))
+        .insert_header(("X-Request-Id", "req-77"));
+
+    let (status, _, _) = call(state(service, Limits::default()), request).await;
+
+    assert_eq!(status, StatusCode::CREATED);
+    let seen = seen.lock().expect("lock");
+    let request = &seen[0].3;
+    assert_eq!(
+        request.idempotency_key.as_ref().map(|k| k.as_str()),
+        Some("order-4711/attempt")
+    );
+    assert_eq!(request.request_id, "req-77");
+}
+
+#[actix_web::test]
+async fn a_malformed_idempotency_key_is_400_and_nothing_is_created() {
+    let long = "k".repeat(256);
+    for key in [long.as_str(), "tab\there"] {
+        let request = json_request(&valid_json()).insert_header(("Idempotency-Key", key));
+        let (status, _, body) = call(state(untouched_service(), Limits::default()), request).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{key:?}");
+        assert_eq!(body["errors"][0]["field"], "Idempotency-Key");
+    }
+}
+
+#[actix_web::test]
+async fn a_replayed_creation_is_the_first_answer_byte_for_byte_marked_as_replayed() {
+    let body = r#"{"status":"OK","info":"Solicitud creada","request_id":1864}"#;
+    let replay = CreateOutcome::Replayed {
+        answer: StoredAnswer::Created {
+            inv_gate_id: 1864,
+            body: body.into(),
+        },
+        request_id: "first".into(),
+    };
+    let app = test::init_service(app(state(answering(Ok(replay)), Limits::default()))).await;
+
+    let response = test::call_service(
+        &app,
+        json_request(&valid_json())
+            .insert_header(("Idempotency-Key", "k"))
+            .to_request(),
+    )
+    .await;
+
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        response
+            .headers()
+            .get("idempotent-replayed")
+            .map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    assert_eq!(
+        response
+            .headers()
+            .get(header::LOCATION)
+            .map(|v| v.as_bytes()),
+        Some(&b"/api/v1/tickets/1864"[..])
+    );
+    assert_eq!(test::read_body(response).await, body.as_bytes());
+}
+
+#[actix_web::test]
+async fn a_replayed_rejection_names_the_first_request() {
+    let replay = CreateOutcome::Replayed {
+        answer: StoredAnswer::Rejected {
+            message: "Categoría inválida".into(),
+        },
+        request_id: "first-request".into(),
+    };
+    let request = json_request(&valid_json())
+        .insert_header(("Idempotency-Key", "k"))
+        .insert_header(("X-Request-Id", "second"));
+    let (status, headers, body) =
+        call(state(answering(Ok(replay)), Limits::default()), request).await;
+
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        headers.get("idempotent-replayed").map(|v| v.as_bytes()),
+        Some(&b"true"[..])
+    );
+    assert_eq!(
+        headers.get("x-request-id").map(|v| v.as_bytes()),
+        Some(&b"second"[..])
+    );
+    assert_eq!(body["request_id"], "first-request");
+    assert_eq!(body["detail"], "Categoría inválida");
+}
+
+#[actix_web::test]
+async fn idempotency_conflicts_and_an_unavailable_store_have_their_codes_and_retry_hints() {
+    type Failure = fn() -> CreateTicketError;
+    let cases: Vec<(Failure, StatusCode, &str, Option<&str>)> = vec![
+        (
+            || CreateTicketError::IdempotencyKeyMismatch,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "IDEMPOTENCY_KEY_MISMATCH",
+            None,
+        ),
+        (
+            || CreateTicketError::IdempotencyKeyInUse {
+                retry_after: Duration::from_secs(5),
+            },
+            StatusCode::CONFLICT,
+            "IDEMPOTENCY_KEY_IN_USE",
+            Some("5"),
+        ),
+        (
+            || {
+                CreateTicketError::StoreUnavailable(ticketd_domain::JournalError(anyhow::anyhow!(
+                    "db down"
+                )))
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+            "STORE_UNAVAILABLE",
+            Some("5"),
+        ),
+        (
+            || CreateTicketError::UpstreamUnavailable {
+                retry_after: Duration::from_secs(20),
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+            "UPSTREAM_UNAVAILABLE",
+            Some("20"),
+        ),
+    ];
+    for (failure, expected_status, code, retry_after) in cases {
+        let (status, headers, body) = call(
+            state(answering(Err(failure())), Limits::default()),
+            json_request(&valid_json()),
+        )
+        .await;
+        assert_eq!(status, expected_status, "{code}");
+        assert_eq!(body["code"], code);
+        assert_eq!(
+            headers
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            retry_after,
+            "{code}"
+        );
+        assert!(!body.to_string().contains("db down"));
+    }
 }

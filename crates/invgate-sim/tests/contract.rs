@@ -14,7 +14,7 @@ use ticketd_domain::{
     Attachment, AttachmentName, EmailAddress, GatewayError, IncidentGateway, InvGateUserId,
     NewTicket, Sha256Hex, TicketDraft,
 };
-use ticketd_invgate::{InvGateConfig, ReqwestInvGateClient};
+use ticketd_invgate::{InvGateConfig, ReqwestInvGateClient, RetryPolicy};
 
 fn start() -> RunningSimulator {
     RunningSimulator::start().expect("simulator starts")
@@ -26,6 +26,8 @@ fn client_with(sim: &RunningSimulator, password: &str, timeout: Duration) -> Req
         username: sim.sim.credentials().username.clone(),
         password: SecretString::from(password),
         timeout,
+        // The contract is the simulator's: every call reaches it exactly once.
+        retry: RetryPolicy::NONE,
     })
     .expect("client")
 }

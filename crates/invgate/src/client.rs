@@ -21,8 +21,66 @@ pub struct InvGateConfig {
     pub base_url: String,
     pub username: String,
     pub password: SecretString,
-    /// Whole-call limit: connecting, sending (files included) and reading the answer.
+    /// Whole-call limit: connecting, sending (files included) and reading the answer, every
+    /// retry included.
     pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+/// Which failed calls are tried again, and how patiently. Only calls that certainly did not reach
+/// InvGate (connection refused, DNS, TLS handshake) and 429/503 answers are retried, plus 5xx for
+/// reads; never a create whose fate is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// The backoff before the second attempt; it doubles each time (with full jitter).
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry.
+    pub const NONE: Self = Self {
+        max_attempts: 1,
+        base_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+
+    /// Full jitter: a random delay between zero and the exponential backoff for this attempt.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .base_delay
+            .saturating_mul(2u32.saturating_pow(attempt.saturating_sub(1)))
+            .min(self.max_delay);
+        let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(random_u64() % nanos)
+    }
+}
+
+/// A random number from the standard library's randomly keyed hasher: jitter needs no more.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
 }
 
 impl std::fmt::Debug for InvGateConfig {
@@ -32,6 +90,7 @@ impl std::fmt::Debug for InvGateConfig {
             .field("username", &self.username)
             .field("password", &"[redacted]")
             .field("timeout", &self.timeout)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -55,6 +114,7 @@ pub struct ReqwestInvGateClient {
     username: String,
     password: SecretString,
     timeout: Duration,
+    retry: RetryPolicy,
 }
 
 impl std::fmt::Debug for ReqwestInvGateClient {
@@ -90,10 +150,50 @@ impl ReqwestInvGateClient {
             username: config.username,
             password: config.password,
             timeout: config.timeout,
+            retry: config.retry,
         })
     }
 
-    fn request(&self, method: Method, endpoint: &str) -> RequestBuilder {
+    /// Runs `call` until it succeeds, fails in a way `retry_on` does not accept, runs out of
+    /// attempts, or the next wait would pass the deadline. Each attempt gets the time left.
+    async fn with_retries<T, F, Fut>(
+        &self,
+        retry_on: fn(&GatewayError) -> bool,
+        mut call: F,
+    ) -> Result<T, GatewayError>
+    where
+        F: FnMut(Duration) -> Fut,
+        Fut: std::future::Future<Output = Result<T, GatewayError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let mut attempt = 1;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(GatewayError::Timeout);
+            }
+            let err = match call(remaining).await {
+                Ok(value) => return Ok(value),
+                Err(err) => err,
+            };
+            if attempt >= self.retry.max_attempts || !retry_on(&err) {
+                return Err(err);
+            }
+            let asked = match &err {
+                GatewayError::RateLimited { retry_after } => retry_after.unwrap_or_default(),
+                _ => Duration::ZERO,
+            };
+            let wait = asked.max(self.retry.backoff(attempt));
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Err(err);
+            }
+            tracing::info!(attempt, wait_ms = wait.as_millis() as u64, error = %err, "retrying an InvGate call that did nothing");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    fn request(&self, method: Method, endpoint: &str, timeout: Duration) -> RequestBuilder {
         let url = self
             .base
             .join(endpoint)
@@ -101,7 +201,7 @@ impl ReqwestInvGateClient {
         self.http
             .request(method, url)
             .basic_auth(&self.username, Some(self.password.expose_secret()))
-            .timeout(self.timeout)
+            .timeout(timeout)
     }
 
     async fn create_form(
@@ -225,6 +325,11 @@ async fn send(request: RequestBuilder) -> Result<Answer, GatewayError> {
 fn transport_error(err: reqwest::Error) -> GatewayError {
     if err.is_timeout() {
         GatewayError::Timeout
+    } else if err.is_connect() {
+        // Refused, unresolvable, or the TLS handshake failed: the request never left.
+        GatewayError::NotSent(
+            anyhow::Error::new(err.without_url()).context("connecting to InvGate"),
+        )
     } else {
         // `without_url` keeps the query (an e-mail address) out of messages and logs.
         GatewayError::Unavailable(anyhow::Error::new(err.without_url()).context("calling InvGate"))
@@ -238,7 +343,8 @@ fn failure(answer: &Answer) -> GatewayError {
         401 | 403 => GatewayError::Unauthorized {
             status: status.as_u16(),
         },
-        429 => GatewayError::RateLimited {
+        // 503 is InvGate (or its proxy) asking to come back later, like 429: nothing was done.
+        429 | 503 => GatewayError::RateLimited {
             retry_after: answer.retry_after,
         },
         400 | 404 | 409 | 412 | 422 | 428 => GatewayError::Rejected {
@@ -255,11 +361,30 @@ impl IncidentGateway for ReqwestInvGateClient {
         &self,
         email: &EmailAddress,
     ) -> Result<Option<InvGateUserId>, GatewayError> {
-        let answer = send(
-            self.request(Method::GET, "user.by")
-                .query(&[("email", email.as_str())]),
-        )
-        .await?;
+        // A read: safe to repeat after anything transient, server errors included.
+        let answer = self
+            .with_retries(
+                |e| {
+                    matches!(
+                        e,
+                        GatewayError::NotSent(_)
+                            | GatewayError::RateLimited { .. }
+                            | GatewayError::Unavailable(_)
+                    )
+                },
+                |timeout| async move {
+                    let answer = send(
+                        self.request(Method::GET, "user.by", timeout)
+                            .query(&[("email", email.as_str())]),
+                    )
+                    .await?;
+                    if answer.status.is_server_error() {
+                        return Err(failure(&answer));
+                    }
+                    Ok(answer)
+                },
+            )
+            .await?;
         tracing::Span::current().record("http.status_code", answer.status.as_u16());
         if !answer.status.is_success() {
             // InvGate does not document "no such user"; instances answer 404 or a 4xx with
@@ -293,12 +418,31 @@ impl IncidentGateway for ReqwestInvGateClient {
         requester: InvGateUserId,
         ticket: &NewTicket,
     ) -> Result<Value, GatewayError> {
-        let form = self.create_form(requester, ticket).await?;
-        let answer = send(self.request(Method::POST, "incident").multipart(form)).await?;
+        // Retried only when InvGate certainly did nothing: a resent create is a second incident.
+        let answer = self
+            .with_retries(
+                |e| {
+                    matches!(
+                        e,
+                        GatewayError::NotSent(_) | GatewayError::RateLimited { .. }
+                    )
+                },
+                |timeout| async move {
+                    let form = self.create_form(requester, ticket).await?;
+                    let answer = send(
+                        self.request(Method::POST, "incident", timeout)
+                            .multipart(form),
+                    )
+                    .await?;
+                    if answer.status.is_success() {
+                        Ok(answer)
+                    } else {
+                        Err(failure(&answer))
+                    }
+                },
+            )
+            .await?;
         tracing::Span::current().record("http.status_code", answer.status.as_u16());
-        if !answer.status.is_success() {
-            return Err(failure(&answer));
-        }
         let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
             GatewayError::Unavailable(anyhow::Error::new(e).context(format!(
                 "InvGate answered HTTP {} without JSON",

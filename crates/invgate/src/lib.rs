@@ -9,7 +9,7 @@ mod answer;
 mod client;
 
 pub use client::{
-    InvGateConfig, InvGateConfigError, ReqwestInvGateClient, install_crypto_provider,
+    InvGateConfig, InvGateConfigError, ReqwestInvGateClient, RetryPolicy, install_crypto_provider,
     parse_base_url,
 };
 pub use ticketd_domain::GatewayError;

@@ -10,7 +10,7 @@ use ticketd_domain::{
     Attachment, AttachmentName, EmailAddress, GatewayError, IncidentGateway, InvGateUserId,
     NewTicket, Sha256Hex, TicketDraft,
 };
-use ticketd_invgate::{InvGateConfig, ReqwestInvGateClient};
+use ticketd_invgate::{InvGateConfig, ReqwestInvGateClient, RetryPolicy};
 use wiremock::matchers::{basic_auth, method, path, query_param};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -23,6 +23,11 @@ fn client_for(server: &MockServer, timeout: Duration) -> ReqwestInvGateClient {
         username: BASIC_ALICE.0.into(),
         password: SecretString::from(BASIC_ALICE.1),
         timeout,
+        retry: RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(50),
+        },
     })
     .expect("valid configuration")
 }
@@ -382,7 +387,7 @@ async fn rate_limiting_carries_retry_after_when_invgate_gives_it() {
 async fn server_errors_and_garbage_are_unavailable_and_the_create_is_never_retried() {
     for response in [
         ResponseTemplate::new(500),
-        ResponseTemplate::new(503).set_body_string("maintenance"),
+        ResponseTemplate::new(502).set_body_string("bad gateway"),
         ResponseTemplate::new(200).set_body_string("<html>login</html>"),
         ResponseTemplate::new(200).set_body_raw(vec![0u8; 2 * 1024 * 1024], "application/json"),
     ] {
@@ -422,7 +427,7 @@ async fn a_success_answer_is_passed_on_even_without_an_id_for_the_domain_to_judg
 }
 
 #[tokio::test]
-async fn a_refused_connection_is_unavailable() {
+async fn a_refused_connection_is_reported_as_never_sent() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("port")
         .local_addr()
@@ -433,6 +438,7 @@ async fn a_refused_connection_is_unavailable() {
         username: "u".into(),
         password: SecretString::from("p"),
         timeout: Duration::from_secs(2),
+        retry: RetryPolicy::default(),
     })
     .expect("valid configuration");
 
@@ -441,7 +447,7 @@ async fn a_refused_connection_is_unavailable() {
         .await
         .expect_err("nobody listens");
 
-    assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, GatewayError::NotSent(_)), "{err:?}");
 }
 
 #[tokio::test]
@@ -543,4 +549,94 @@ async fn a_user_lookup_that_fails_is_an_error_not_a_missing_user() {
 
         assert!(check(&err), "{err:?}");
     }
+}
+
+#[tokio::test]
+async fn a_create_answered_503_or_429_is_retried_because_invgate_did_nothing() {
+    for status in [503, 429] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/incident"))
+            .respond_with(ResponseTemplate::new(status))
+            .up_to_n_times(2)
+            .expect(2)
+            .with_priority(1)
+            .mount(&server)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/api/v1/incident"))
+            .respond_with(ok_answer())
+            .expect(1)
+            .with_priority(2)
+            .mount(&server)
+            .await;
+
+        let answer = client(&server)
+            .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+            .await
+            .expect("third attempt succeeds");
+
+        assert_eq!(answer["request_id"], 1864, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured_and_a_wait_past_the_deadline_gives_up_at_once() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "1"))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mock_create(&server, ok_answer()).await;
+    let started = std::time::Instant::now();
+    client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect("succeeds after the wait");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited as asked"
+    );
+
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(ResponseTemplate::new(429).insert_header("Retry-After", "60"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let started = std::time::Instant::now();
+    let err = client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect_err("cannot wait a minute within 5 s");
+    assert!(matches!(err, GatewayError::RateLimited { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_user_lookup_is_retried_after_a_server_error() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/user.by"))
+        .respond_with(ResponseTemplate::new(500))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    mock_user_by(
+        &server,
+        ResponseTemplate::new(200).set_body_json(json!({"id": 42})),
+    )
+    .await;
+
+    let found = client(&server)
+        .find_user_id_by_email(&alice())
+        .await
+        .expect("second attempt answers");
+
+    assert_eq!(found, Some(InvGateUserId::new(42)));
 }

@@ -1,10 +1,12 @@
 //! PostgreSQL adapter: the `tickets` table behind the [`TicketRepository`] port, the connection
 //! pool, and the migrations from the workspace's `migrations/` directory, embedded in the binary.
 
+mod journal;
 mod migrate;
 mod repository;
 pub mod schema;
 
+pub use journal::OperationRow;
 pub use migrate::run_migrations;
 pub use repository::{PgTicketRepository, PoolConfig, TicketRow, connect_pool};
 pub use ticketd_domain::ports::TicketRepository;

@@ -10,8 +10,13 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use serde_json::Value;
+use std::time::Duration as StdDuration;
 use ticketd_domain::ports::TicketRepository;
-use ticketd_domain::{Attachment, StoreTicketError, StoredTicket};
+
+use ticketd_domain::{
+    Attachment, Begun, JournalError, NewOperation, Operation, OperationFailure, OperationId,
+    StoreTicketError, StoredTicket,
+};
 use uuid::Uuid;
 
 use crate::schema::tickets;
@@ -89,9 +94,9 @@ impl<'a> From<&'a Attachment> for AttachmentRecord<'a> {
 
 #[derive(Insertable)]
 #[diesel(table_name = tickets)]
-struct NewTicketRow<'a> {
+pub(crate) struct NewTicketRow<'a> {
     id: Uuid,
-    inv_gate_id: i64,
+    pub(crate) inv_gate_id: i64,
     creator_email: &'a str,
     creator_id: i64,
     customer_id: i64,
@@ -108,10 +113,11 @@ struct NewTicketRow<'a> {
     invgate_response: &'a Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    operation_id: Option<Uuid>,
 }
 
 impl<'a> NewTicketRow<'a> {
-    fn from_domain(stored: &'a StoredTicket) -> anyhow::Result<Self> {
+    pub(crate) fn from_domain(stored: &'a StoredTicket) -> anyhow::Result<Self> {
         let t = &stored.ticket;
         let attachments: Vec<AttachmentRecord<'_>> = t.attachments.iter().map(Into::into).collect();
         Ok(Self {
@@ -134,6 +140,7 @@ impl<'a> NewTicketRow<'a> {
             invgate_response: &stored.invgate_response,
             created_at: stored.created_at,
             updated_at: stored.created_at,
+            operation_id: stored.operation_id.map(OperationId::get),
         })
     }
 }
@@ -161,12 +168,22 @@ pub struct TicketRow {
     pub invgate_response: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub operation_id: Option<Uuid>,
 }
 
 impl PgTicketRepository {
     #[must_use]
     pub fn new(pool: Pool<AsyncPgConnection>) -> Self {
         Self { pool }
+    }
+
+    async fn journal_connection(
+        &self,
+    ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, JournalError>
+    {
+        self.pool.get().await.map_err(|e| {
+            JournalError(anyhow::Error::new(e).context("getting a database connection"))
+        })
     }
 
     /// Reads one stored ticket by InvGate id.
@@ -216,5 +233,64 @@ impl TicketRepository for PgTicketRepository {
                 ),
             })?;
         Ok(())
+    }
+
+    async fn begin_operation(&self, operation: &NewOperation) -> Result<Begun, JournalError> {
+        crate::journal::begin(&mut *self.journal_connection().await?, operation).await
+    }
+
+    async fn retake_operation(
+        &self,
+        id: OperationId,
+        lease: StdDuration,
+        request_id: &str,
+    ) -> Result<bool, JournalError> {
+        crate::journal::retake(
+            &mut *self.journal_connection().await?,
+            id,
+            lease,
+            request_id,
+        )
+        .await
+    }
+
+    #[tracing::instrument(name = "db.tickets.record_created", skip_all, fields(invgate.request_id = ticket.inv_gate_id.get()))]
+    async fn record_created(
+        &self,
+        ticket: &StoredTicket,
+        answer_body: &str,
+    ) -> Result<(), StoreTicketError> {
+        let mut conn = self
+            .pool
+            .get()
+            .await
+            .context("getting a database connection")?;
+        crate::journal::record_created(&mut conn, ticket, answer_body).await
+    }
+
+    async fn record_failure(
+        &self,
+        id: OperationId,
+        failure: &OperationFailure,
+    ) -> Result<(), JournalError> {
+        crate::journal::record_failure(&mut *self.journal_connection().await?, id, failure).await
+    }
+
+    async fn record_in_doubt(
+        &self,
+        id: OperationId,
+        lease: StdDuration,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        crate::journal::record_in_doubt(&mut *self.journal_connection().await?, id, lease, reason)
+            .await
+    }
+
+    async fn find_operation(
+        &self,
+        caller: &str,
+        id: OperationId,
+    ) -> Result<Option<Operation>, JournalError> {
+        crate::journal::find(&mut *self.journal_connection().await?, caller, id).await
     }
 }

@@ -20,5 +20,30 @@ diesel::table! {
         invgate_response -> Jsonb,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        operation_id -> Nullable<Uuid>,
     }
 }
+
+diesel::table! {
+    ticket_operations (id) {
+        id -> Uuid,
+        caller -> Text,
+        idempotency_key -> Nullable<Text>,
+        fingerprint -> Text,
+        state -> Text,
+        retryable -> Bool,
+        requester_id -> Int8,
+        request_id -> Text,
+        ticket -> Jsonb,
+        inv_gate_id -> Nullable<Int8>,
+        answer -> Nullable<Jsonb>,
+        reason -> Nullable<Text>,
+        attempts -> Int4,
+        lease_until -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::joinable!(tickets -> ticket_operations (operation_id));
+diesel::allow_tables_to_appear_in_same_query!(tickets, ticket_operations);

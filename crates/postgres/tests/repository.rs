@@ -49,6 +49,7 @@ fn stored_ticket(inv_gate_id: i64) -> StoredTicket {
     .expect("valid ticket");
     StoredTicket {
         id: uuid::Uuid::now_v7(),
+        operation_id: None,
         inv_gate_id: IncidentId::parse(inv_gate_id).expect("id"),
         creator_email: EmailAddress::parse("alice@example.com").expect("email"),
         creator_id: InvGateUserId::new(42),

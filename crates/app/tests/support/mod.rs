@@ -48,6 +48,7 @@ pub fn serve_args(database_url: &str, invgate_uri: &str) -> ServeArgs {
         max_attachments: None,
         max_attachment_bytes: None,
         max_json_bytes: None,
+        operation_marker: None,
     }
 }
 
@@ -149,6 +150,91 @@ impl TestApp {
             .await
             .expect("counts")
             .n
+    }
+}
+
+/// ticketd in front of the InvGate simulator: the app, its database and the simulator.
+pub struct SimApp {
+    pub base_url: String,
+    pub sim: invgate_sim::RunningSimulator,
+    pub database_url: String,
+    pub http: reqwest::Client,
+    handle: ServerHandle,
+}
+
+impl SimApp {
+    /// A new database and simulator.
+    pub async fn spawn() -> (TestDatabase, Self) {
+        let db = test_database().await.expect("a test database");
+        let sim = invgate_sim::RunningSimulator::start().expect("the simulator starts");
+        let app = Self::spawn_on(db.url(), sim, |_| {}).await;
+        (db, app)
+    }
+
+    /// Another ticketd instance on the same database, in front of `sim`.
+    pub async fn spawn_on(
+        database_url: &str,
+        sim: invgate_sim::RunningSimulator,
+        customize: impl FnOnce(&mut ServeArgs),
+    ) -> Self {
+        let mut args = serve_args(database_url, &sim.uri());
+        args.invgate_username = Some(sim.sim.credentials().username.clone());
+        args.invgate_password = Some(sim.sim.credentials().password.clone());
+        customize(&mut args);
+        let mut settings = args.settings().expect("valid settings");
+        settings.workers = Some(2);
+        let app = Application::build(settings).await.expect("the app builds");
+        let base_url = format!("http://{}", app.local_addr());
+        let handle = app.handle();
+        tokio::spawn(app.run_until_stopped());
+        Self {
+            base_url,
+            sim,
+            database_url: database_url.to_owned(),
+            http: reqwest::Client::new(),
+            handle,
+        }
+    }
+
+    /// Posts `body` as Alice, with an idempotency key when given.
+    pub async fn post(&self, body: &Value, key: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1/tickets", self.base_url))
+            .bearer_auth(TestApp::token(ALICE))
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("ticketd answers")
+    }
+
+    pub async fn ticket_count(&self) -> i64 {
+        count(&self.database_url, "SELECT count(*) AS n FROM tickets").await
+    }
+}
+
+/// Runs a `SELECT count(*) AS n …`.
+pub async fn count(database_url: &str, sql: &str) -> i64 {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = AsyncPgConnection::establish(database_url)
+        .await
+        .expect("connects");
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .expect("counts")
+        .n
+}
+
+impl Drop for SimApp {
+    fn drop(&mut self) {
+        drop(self.handle.stop(false));
     }
 }
 

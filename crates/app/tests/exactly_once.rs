@@ -1,0 +1,217 @@
+//! Exactly-once creation as a client sees it: idempotency keys over the real server, a real
+//! database and the InvGate simulator.
+
+mod support;
+
+use std::time::Duration;
+
+use invgate_sim::{Fault, FaultKind};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::SimApp;
+
+/// A ticket the simulator accepts (its seed has no incident to relate to).
+fn valid_ticket() -> Value {
+    let mut ticket = support::valid_ticket();
+    ticket.as_object_mut().expect("object").remove("related_to");
+    ticket
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_with_the_same_key_replays_the_first_answer_byte_for_byte_and_invgate_sees_one_create()
+ {
+    let (_db, app) = SimApp::spawn().await;
+
+    let first = app.post(&valid_ticket(), Some("order-1")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_location = first.headers()["location"].clone();
+    let first_body = first.bytes().await.expect("body");
+
+    let second = app.post(&valid_ticket(), Some("order-1")).await;
+
+    assert_eq!(second.status(), StatusCode::CREATED);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.headers()["location"], first_location);
+    assert_eq!(second.bytes().await.expect("body"), first_body);
+    assert_eq!(app.sim.sim.incident_count(), 1);
+    assert_eq!(app.ticket_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_key_two_identical_requests_are_two_tickets() {
+    let (_db, app) = SimApp::spawn().await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.post(&valid_ticket(), None).await.status(),
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(app.sim.sim.incident_count(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_key_for_a_different_ticket_is_422_and_creates_nothing() {
+    let (_db, app) = SimApp::spawn().await;
+    assert_eq!(
+        app.post(&valid_ticket(), Some("k")).await.status(),
+        StatusCode::CREATED
+    );
+    let mut other = valid_ticket();
+    other["title"] = json!("Something else");
+
+    let response = app.post(&other, Some("k")).await;
+
+    assert_eq!(response.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = response.json().await.expect("problem");
+    assert_eq!(body["code"], "IDEMPOTENCY_KEY_MISMATCH");
+    assert_eq!(app.sim.sim.incident_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_whose_first_request_is_still_running_is_409_then_replays_once_it_finished() {
+    let (_db, app) = SimApp::spawn().await;
+    app.sim
+        .sim
+        .inject(Fault::on("incident", FaultKind::Delay { ms: 1200 }));
+
+    let ticket = valid_ticket();
+    let (first, second) = tokio::join!(app.post(&ticket, Some("slow")), async {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        app.post(&ticket, Some("slow")).await
+    });
+
+    assert_eq!(first.status(), StatusCode::CREATED);
+    assert_eq!(second.status(), StatusCode::CONFLICT);
+    assert!(second.headers().contains_key("retry-after"));
+    let problem: Value = second.json().await.expect("problem");
+    assert_eq!(problem["code"], "IDEMPOTENCY_KEY_IN_USE");
+    let third = app.post(&valid_ticket(), Some("slow")).await;
+    assert_eq!(
+        (third.status(), &third.headers()["idempotent-replayed"]),
+        (StatusCode::CREATED, &"true".parse().expect("value"))
+    );
+    assert_eq!(app.sim.sim.incident_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rejection_is_replayed_too_and_invgate_is_not_asked_again() {
+    let (_db, app) = SimApp::spawn().await;
+    let mut unknown_category = valid_ticket();
+    unknown_category["category_id"] = json!(999);
+
+    let first = app.post(&unknown_category, Some("bad")).await;
+    assert_eq!(first.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let first_body = first.bytes().await.expect("body");
+    let second = app.post(&unknown_category, Some("bad")).await;
+
+    assert_eq!(second.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(second.headers()["idempotent-replayed"], "true");
+    assert_eq!(second.bytes().await.expect("body"), first_body);
+    assert_eq!(app.sim.sim.requests_to("POST", "incident").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_that_created_nothing_lets_the_same_key_try_again() {
+    let (_db, app) = SimApp::spawn().await;
+    app.sim.sim.inject(
+        Fault::on(
+            "incident",
+            FaultKind::Status {
+                status: 503,
+                retry_after: Some(30),
+                body: None,
+            },
+        )
+        .method("POST"),
+    );
+
+    let busy = app.post(&valid_ticket(), Some("again")).await;
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let retried = app.post(&valid_ticket(), Some("again")).await;
+
+    assert_eq!(retried.status(), StatusCode::CREATED);
+    assert!(
+        retried.headers().get("idempotent-replayed").is_none(),
+        "a fresh attempt, not a replay"
+    );
+    assert_eq!(app.sim.sim.incident_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_validation_failure_is_not_remembered_under_its_key() {
+    let (_db, app) = SimApp::spawn().await;
+    assert_eq!(
+        app.post(&json!({"title": ""}), Some("fixme"))
+            .await
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        app.post(&valid_ticket(), Some("fixme")).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_timed_out_create_puts_its_key_in_doubt_instead_of_creating_twice() {
+    let (_db, app) = SimApp::spawn().await;
+    app.sim
+        .sim
+        .inject(Fault::on("incident", FaultKind::AnswerLate { ms: 3000 }));
+
+    let timed_out = app.post(&valid_ticket(), Some("late")).await;
+    assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
+    let retry = app.post(&valid_ticket(), Some("late")).await;
+
+    assert_eq!(
+        retry.status(),
+        StatusCode::CONFLICT,
+        "in doubt until reconciled"
+    );
+    assert_eq!(
+        app.sim.sim.requests_to("POST", "incident").len(),
+        1,
+        "never resent blindly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_instances_given_the_same_key_at_once_create_one_ticket() {
+    let (db, first) = SimApp::spawn().await;
+    let sim =
+        invgate_sim::RunningSimulator::start_with(first.sim.sim.clone()).expect("second listener");
+    let second = SimApp::spawn_on(db.url(), sim, |_| {}).await;
+    first
+        .sim
+        .sim
+        .inject(Fault::on("incident", FaultKind::Delay { ms: 300 }).times(4));
+
+    let ticket = valid_ticket();
+    let requests = (0..4).map(|i| {
+        let app = if i % 2 == 0 { &first } else { &second };
+        app.post(&ticket, Some("shared"))
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(requests)
+        .await
+        .iter()
+        .map(reqwest::Response::status)
+        .collect();
+
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::CREATED || *s == StatusCode::CONFLICT),
+        "{statuses:?}"
+    );
+    assert_eq!(first.sim.sim.incident_count(), 1);
+    assert_eq!(first.ticket_count().await, 1);
+}

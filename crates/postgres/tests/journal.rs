@@ -1,0 +1,270 @@
+//! The operation journal against a real PostgreSQL, one fresh database per test.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use ticketd_domain::{
+    Begun, EmailAddress, Fingerprint, IdempotencyKey, IncidentId, InvGateUserId, NewOperation,
+    NewTicket, OperationFailure, OperationId, OperationState, StoredAnswer, StoredTicket,
+    TicketDraft, TicketSnapshot,
+};
+use ticketd_pgtemp::{TestDatabase, test_database};
+use ticketd_postgres::{
+    PgTicketRepository, PoolConfig, TicketRepository, connect_pool, run_migrations,
+};
+
+async fn journal() -> (TestDatabase, PgTicketRepository) {
+    let db = test_database().await.expect("test database");
+    run_migrations(db.url()).await.expect("migrations apply");
+    let pool = connect_pool(db.url(), PoolConfig::default()).expect("pool");
+    (db, PgTicketRepository::new(pool))
+}
+
+fn ticket(title: &str) -> NewTicket {
+    let draft = TicketDraft {
+        title: Some(title.into()),
+        description: Some("d".into()),
+        category_id: Some(1),
+        priority_id: Some(1),
+        type_id: Some(1),
+        ..TicketDraft::default()
+    };
+    NewTicket::parse(draft, vec![], Utc::now(), chrono::Duration::seconds(60)).expect("valid")
+}
+
+fn operation(caller: &str, key: Option<&str>, title: &str) -> NewOperation {
+    let t = ticket(title);
+    NewOperation {
+        id: OperationId::new(),
+        caller: EmailAddress::parse(caller).expect("email"),
+        key: key.map(|k| IdempotencyKey::parse(k).expect("key")),
+        fingerprint: Fingerprint::of(&t),
+        request_id: "req-1".into(),
+        requester: InvGateUserId::new(42),
+        ticket: TicketSnapshot::from(&t),
+        lease: Duration::from_secs(60),
+        state: OperationState::InFlight,
+    }
+}
+
+fn stored(op: &NewOperation, inv_gate_id: i64) -> StoredTicket {
+    StoredTicket {
+        id: uuid::Uuid::now_v7(),
+        operation_id: Some(op.id),
+        inv_gate_id: IncidentId::parse(inv_gate_id).expect("id"),
+        creator_email: op.caller.clone(),
+        creator_id: op.requester,
+        customer_id: op.requester,
+        ticket: op.ticket.to_ticket().expect("snapshot is valid"),
+        invgate_response: json!({"request_id": inv_gate_id}),
+        created_at: DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("instant"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_without_a_key_never_conflict() {
+    let (_db, journal) = journal().await;
+    for _ in 0..2 {
+        let begun = journal
+            .begin_operation(&operation("a@example.com", None, "t"))
+            .await
+            .expect("journaled");
+        assert_eq!(begun, Begun::Started);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_key_is_scoped_to_its_caller_and_a_second_use_finds_the_first_operation() {
+    let (_db, journal) = journal().await;
+    let first = operation("Alice@Example.com", Some("k-1"), "first");
+    assert_eq!(
+        journal.begin_operation(&first).await.expect("journaled"),
+        Begun::Started
+    );
+    assert_eq!(
+        journal
+            .begin_operation(&operation("bob@example.com", Some("k-1"), "bob's"))
+            .await
+            .expect("journaled"),
+        Begun::Started,
+        "another caller's key is another key"
+    );
+
+    let again = journal
+        .begin_operation(&operation("alice@example.com", Some("k-1"), "second"))
+        .await
+        .expect("read");
+
+    let Begun::Existing(existing) = again else {
+        panic!("expected the first operation")
+    };
+    assert_eq!(existing.id, first.id);
+    assert_eq!(existing.state, OperationState::InFlight);
+    assert_eq!(existing.fingerprint, first.fingerprint);
+    assert_eq!(existing.ticket.title, "first");
+    assert_eq!(existing.request_id, "req-1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_first_uses_of_a_key_start_exactly_one_operation() {
+    let (_db, journal) = journal().await;
+    let attempts = (0..12).map(|_| {
+        let journal = journal.clone();
+        tokio::spawn(async move {
+            journal
+                .begin_operation(&operation("a@example.com", Some("race"), "t"))
+                .await
+        })
+    });
+    let mut started = 0;
+    for attempt in attempts {
+        if attempt.await.expect("task").expect("journal works") == Begun::Started {
+            started += 1;
+        }
+    }
+    assert_eq!(started, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_created_ticket_and_its_operations_outcome_are_stored_together_and_idempotently() {
+    let (_db, journal) = journal().await;
+    let op = operation("a@example.com", Some("k"), "t");
+    journal.begin_operation(&op).await.expect("journaled");
+    let ticket = stored(&op, 1864);
+
+    journal
+        .record_created(&ticket, r#"{"request_id":1864}"#)
+        .await
+        .expect("stored");
+    journal
+        .record_created(&ticket, r#"{"request_id":1864}"#)
+        .await
+        .expect("a replay changes nothing");
+
+    let row = journal
+        .find_by_inv_gate_id(1864)
+        .await
+        .expect("query")
+        .expect("row");
+    assert_eq!(row.operation_id, Some(op.id.get()));
+    let settled = journal
+        .find_operation("a@example.com", op.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(settled.state, OperationState::Succeeded);
+    assert_eq!(settled.inv_gate_id.map(IncidentId::get), Some(1864));
+    assert_eq!(
+        settled.answer,
+        Some(StoredAnswer::Created {
+            inv_gate_id: 1864,
+            body: r#"{"request_id":1864}"#.into()
+        })
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failure_that_created_nothing_can_be_retaken_once() {
+    let (_db, journal) = journal().await;
+    let op = operation("a@example.com", Some("k"), "t");
+    journal.begin_operation(&op).await.expect("journaled");
+    let failure = OperationFailure {
+        retryable: true,
+        answer: None,
+        reason: "429".into(),
+    };
+    journal
+        .record_failure(op.id, &failure)
+        .await
+        .expect("recorded");
+
+    assert!(
+        journal
+            .retake_operation(op.id, Duration::from_secs(60), "req-2")
+            .await
+            .expect("works")
+    );
+    assert!(
+        !journal
+            .retake_operation(op.id, Duration::from_secs(60), "req-3")
+            .await
+            .expect("works"),
+        "already taken"
+    );
+    let taken = journal
+        .find_operation("a@example.com", op.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (taken.state, taken.request_id.as_str()),
+        (OperationState::InFlight, "req-2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_final_failure_keeps_its_answer_and_cannot_be_retaken() {
+    let (_db, journal) = journal().await;
+    let op = operation("a@example.com", Some("k"), "t");
+    journal.begin_operation(&op).await.expect("journaled");
+    let answer = StoredAnswer::Rejected {
+        message: "Categoría inválida".into(),
+    };
+    journal
+        .record_failure(
+            op.id,
+            &OperationFailure {
+                retryable: false,
+                answer: Some(answer.clone()),
+                reason: "428".into(),
+            },
+        )
+        .await
+        .expect("recorded");
+
+    assert!(
+        !journal
+            .retake_operation(op.id, Duration::from_secs(60), "req-2")
+            .await
+            .expect("works")
+    );
+    let failed = journal
+        .find_operation("a@example.com", op.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (failed.state, failed.answer),
+        (OperationState::Failed, Some(answer))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operation_in_doubt_is_marked_so_and_only_its_caller_sees_it() {
+    let (_db, journal) = journal().await;
+    let op = operation("a@example.com", None, "t");
+    journal.begin_operation(&op).await.expect("journaled");
+
+    journal
+        .record_in_doubt(op.id, Duration::from_secs(30), "timeout")
+        .await
+        .expect("recorded");
+
+    let doubtful = journal
+        .find_operation("a@example.com", op.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(
+        (doubtful.state, doubtful.reason.as_deref()),
+        (OperationState::InDoubt, Some("timeout"))
+    );
+    assert!(
+        journal
+            .find_operation("mallory@example.com", op.id)
+            .await
+            .expect("read")
+            .is_none()
+    );
+}

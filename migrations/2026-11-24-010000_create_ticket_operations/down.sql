@@ -1,0 +1,2 @@
+ALTER TABLE tickets DROP COLUMN operation_id;
+DROP TABLE ticket_operations;

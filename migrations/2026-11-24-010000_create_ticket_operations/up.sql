@@ -1,0 +1,37 @@
+-- The journal of create operations: written before InvGate is called, settled after. It makes
+-- creation exactly-once per idempotency key across instances, and lets a reconciler find incidents
+-- whose creation answer was lost (each carries its operation id).
+CREATE TABLE ticket_operations (
+    id              uuid        PRIMARY KEY,
+    -- The caller's normalized e-mail: idempotency keys are scoped to it.
+    caller          text        NOT NULL,
+    idempotency_key text,
+    -- SHA-256 of the ticket's fields and its files' digests: "the same request".
+    fingerprint     text        NOT NULL,
+    state           text        NOT NULL
+                    CHECK (state IN ('in_flight', 'in_doubt', 'queued', 'succeeded', 'failed')),
+    -- For failed operations: true when nothing was created, so the key may be used again.
+    retryable       boolean     NOT NULL DEFAULT false,
+    requester_id    bigint      NOT NULL,
+    -- X-Request-Id of the request that started (or last retook) the operation.
+    request_id      text        NOT NULL,
+    ticket          jsonb       NOT NULL,
+    inv_gate_id     bigint,
+    -- The first answer, replayed to retries: {"kind":"created","inv_gate_id","body"} or
+    -- {"kind":"rejected","message"}.
+    answer          jsonb,
+    reason          text,
+    attempts        integer     NOT NULL DEFAULT 1,
+    -- Until when the instance working on it owns it; afterwards it counts as abandoned.
+    lease_until     timestamptz NOT NULL,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    -- NULL keys never conflict: requests without a key are journaled all the same.
+    UNIQUE (caller, idempotency_key)
+);
+
+-- What the reconciler and the queue worker scan.
+CREATE INDEX ticket_operations_unsettled_idx ON ticket_operations (lease_until)
+    WHERE state IN ('in_flight', 'in_doubt', 'queued');
+
+ALTER TABLE tickets ADD COLUMN operation_id uuid UNIQUE REFERENCES ticket_operations (id);
