@@ -147,6 +147,14 @@ pub struct ServeArgs {
     /// Bytes of a JSON body or of a multipart body's fields [default: 1048576]
     #[arg(long, env = "TICKETD_MAX_JSON_BYTES", hide_env_values = true)]
     pub max_json_bytes: Option<String>,
+    /// Directory of the durable spool for ticket records the database could not take [default:
+    /// ./spool]
+    #[arg(long, env = "TICKETD_SPOOL_DIR", hide_env_values = true)]
+    pub spool_dir: Option<String>,
+    /// How often background workers (spool replay, reconciler, queue) look for work, in
+    /// milliseconds [default: 5000]
+    #[arg(long, env = "TICKETD_WORKER_INTERVAL_MS", hide_env_values = true)]
+    pub worker_interval_ms: Option<String>,
     /// Text appended to each incident's description to find it again if its creation answer is
     /// lost; `{id}` becomes the operation id [default: "\n\n[ticketd:{id}]"]
     #[arg(long, env = "TICKETD_OPERATION_MARKER", hide_env_values = true)]
@@ -163,6 +171,8 @@ pub struct Settings {
     pub jwt_leeway: Duration,
     pub limits: Limits,
     pub operation_marker: MarkerTemplate,
+    pub spool_dir: PathBuf,
+    pub worker_interval: Duration,
     /// HTTP worker threads; the number of cores when `None`.
     pub workers: Option<usize>,
 }
@@ -293,6 +303,20 @@ impl ServeArgs {
             "max-json-bytes",
         )?;
         let leeway = Duration::from_secs(leeway_secs);
+        let spool_dir = PathBuf::from(
+            self.spool_dir
+                .as_deref()
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .unwrap_or("spool"),
+        );
+        let worker_interval_ms: u64 = number(
+            self.worker_interval_ms.as_deref(),
+            5000,
+            10,
+            "TICKETD_WORKER_INTERVAL_MS",
+            "worker-interval-ms",
+        )?;
         let operation_marker = match self.operation_marker.as_deref() {
             None | Some("") => MarkerTemplate::default(),
             Some(raw) => MarkerTemplate::parse(raw).map_err(|problem| ConfigError {
@@ -320,9 +344,11 @@ impl ServeArgs {
                 leeway: chrono::Duration::seconds(
                     i64::try_from(leeway_secs).unwrap_or(i64::MAX / 1000),
                 ),
-                spool_dir: None::<PathBuf>,
+                upload_dir: None::<PathBuf>,
             },
             operation_marker,
+            spool_dir,
+            worker_interval: Duration::from_millis(worker_interval_ms),
             workers: None,
         })
     }
@@ -348,6 +374,8 @@ mod tests {
             max_attachment_bytes: None,
             max_json_bytes: None,
             operation_marker: None,
+            spool_dir: None,
+            worker_interval_ms: None,
         }
     }
 

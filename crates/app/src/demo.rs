@@ -79,6 +79,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let sim_handle = sim_server.handle();
     let sim_task = tokio::spawn(sim_server);
 
+    // The demo's spool is as throwaway as its database.
+    let spool_dir = tempfile::Builder::new()
+        .prefix("ticketd-demo-spool-")
+        .tempdir()
+        .context("creating the spool directory")?;
     let jwt_secret = SecretString::from(random_hex());
     let settings = Settings {
         listen,
@@ -94,6 +99,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         jwt_leeway: Duration::from_secs(60),
         limits: Limits::default(),
         operation_marker: MarkerTemplate::default(),
+        spool_dir: spool_dir.path().to_path_buf(),
+        worker_interval: Duration::from_secs(1),
         workers: Some(2),
     };
     let app = Application::build(settings).await?;
@@ -118,6 +125,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .await
             .context("stopping PostgreSQL")?;
     }
+    drop(spool_dir);
     println!("ticketd demo stopped; nothing left behind.");
     served.context("serving")
 }

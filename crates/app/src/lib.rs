@@ -8,6 +8,7 @@ pub mod token;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
@@ -17,16 +18,18 @@ use ticketd_domain::TicketCreator;
 use ticketd_http::{HttpState, JwtVerifier};
 use ticketd_invgate::ReqwestInvGateClient;
 use ticketd_postgres::{PgTicketRepository, PoolConfig, connect_pool, run_migrations};
+use ticketd_spool::FsRecordSpool;
 
 pub use config::Settings;
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
 
-/// A built, bound, not yet running server.
+/// A built, bound, not yet running server, with its background workers.
 pub struct Application {
     server: Server,
     addr: SocketAddr,
+    workers: Workers,
 }
 
 impl std::fmt::Debug for Application {
@@ -53,12 +56,24 @@ impl Application {
         }
         let pool = connect_pool(database_url, PoolConfig::default())?;
         let repository = PgTicketRepository::new(pool);
+        let spool = FsRecordSpool::open(&settings.spool_dir)?;
+        tracing::info!(spool.dir = %settings.spool_dir.display(), "spool ready");
         let service_config = settings.service_config();
         let gateway = ReqwestInvGateClient::new(settings.invgate)
             .context("configuring the InvGate client")?;
-        let service = TicketCreator::new(gateway, repository, service_config);
+        let service = Arc::new(TicketCreator::new(
+            gateway,
+            repository,
+            spool,
+            service_config,
+        ));
+        // Records spooled before a crash or outage go in before anything new is accepted.
+        if let Err(err) = service.replay_spool().await {
+            tracing::error!(error = ?err, "the spool cannot be read");
+        }
+        let workers = Workers::start(service.clone(), settings.worker_interval);
         let state = HttpState {
-            service: Arc::new(service),
+            service: service.clone(),
             verifier: Arc::new(JwtVerifier::hs256(
                 &settings.jwt_secret,
                 settings.jwt_leeway,
@@ -76,7 +91,11 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         tracing::info!(address = %addr, "ticketd listening");
-        Ok(Self { server, addr })
+        Ok(Self {
+            server,
+            addr,
+            workers,
+        })
     }
 
     #[must_use]
@@ -96,7 +115,47 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+        let served = self.server.await;
+        // Requests have drained; now let the workers finish what they are doing.
+        self.workers.stop().await;
+        served
+    }
+}
+
+type Service = TicketCreator<ReqwestInvGateClient, PgTicketRepository, FsRecordSpool>;
+
+/// The background loops: spool replay (and, with later work, reconciliation).
+struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(service: Arc<Service>, interval: Duration) -> Self {
+        let (stop, mut stopped) = tokio::sync::watch::channel(false);
+        let replay = tokio::spawn(async move {
+            loop {
+                // Only the wait is interruptible: a round in progress always completes.
+                tokio::select! {
+                    _ = stopped.changed() => break,
+                    () = tokio::time::sleep(interval) => {}
+                }
+                if let Err(err) = service.replay_spool().await {
+                    tracing::error!(error = ?err, "the spool cannot be read");
+                }
+            }
+        });
+        Self {
+            stop,
+            tasks: vec![replay],
+        }
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
     }
 }
 

@@ -83,9 +83,14 @@ async fn migrate_creates_the_tickets_table_and_exits() {
 
 /// Starts `ticketd serve` and returns it with its address, read from its log, and a channel of
 /// its log lines.
-fn start_serving(database_url: &str, invgate_uri: &str) -> (Child, String, mpsc::Receiver<String>) {
+fn start_serving(
+    database_url: &str,
+    invgate_uri: &str,
+    spool: &std::path::Path,
+) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = ticketd()
         .args(["serve"])
+        .env("TICKETD_SPOOL_DIR", spool)
         .env("TICKETD_LISTEN", "127.0.0.1:0")
         .env("DATABASE_URL", database_url)
         .env("INVGATE_BASE_URL", format!("{invgate_uri}/api/v1/"))
@@ -133,7 +138,8 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero_and_logs_no_s
         )
         .mount(&invgate)
         .await;
-    let (mut child, address, logs) = start_serving(db.url(), &invgate.uri());
+    let spool = support::spool_dir();
+    let (mut child, address, logs) = start_serving(db.url(), &invgate.uri(), spool.path());
     let token = TestApp::token(ALICE);
 
     let in_flight = tokio::spawn({

@@ -10,6 +10,7 @@ pub mod error;
 pub mod operation;
 pub mod ports;
 pub mod service;
+pub mod spool;
 pub mod ticket;
 
 pub use attachment::{Attachment, AttachmentName, Sha256Hex};
@@ -25,6 +26,7 @@ pub use ports::{IncidentGateway, TicketRepository, TicketService};
 pub use service::{
     CreateOutcome, CreateRequest, CreatedTicket, ServiceConfig, TicketCreator, UserCacheConfig,
 };
+pub use spool::{RecordSpool, SpoolError, SpooledRecord};
 pub use ticket::{
     CategoryId, IncidentId, LocationId, NewTicket, OccurredAt, PriorityId, SourceId, StoredTicket,
     TicketDescription, TicketDraft, TicketTitle, TicketTypeId,

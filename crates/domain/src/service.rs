@@ -10,12 +10,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::caller::{EmailAddress, InvGateUserId};
+use crate::error::StoreTicketError;
 use crate::error::{CreateTicketError, GatewayError};
 use crate::operation::{
     Begun, Fingerprint, IdempotencyKey, MarkerTemplate, NewOperation, OperationFailure,
     OperationId, OperationState, StoredAnswer, TicketSnapshot,
 };
 use crate::ports::{IncidentGateway, TicketRepository, TicketService};
+use crate::spool::{RecordSpool, SpoolError, SpooledRecord};
 use crate::ticket::{IncidentId, NewTicket, StoredTicket};
 
 /// A ticket InvGate created.
@@ -91,20 +93,78 @@ impl Default for ServiceConfig {
 
 /// The one service holding ticket-creation logic, generic over its ports.
 #[derive(Debug)]
-pub struct TicketCreator<G, R> {
+pub struct TicketCreator<G, R, S> {
     gateway: G,
     repository: R,
+    spool: S,
     users: UserCache,
     config: ServiceConfig,
 }
 
-impl<G: IncidentGateway, R: TicketRepository> TicketCreator<G, R> {
-    pub fn new(gateway: G, repository: R, config: ServiceConfig) -> Self {
+impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R, S> {
+    pub fn new(gateway: G, repository: R, spool: S, config: ServiceConfig) -> Self {
         Self {
             gateway,
             repository,
+            spool,
             users: UserCache::new(config.user_cache),
             config,
+        }
+    }
+
+    /// Moves spooled records into the database, oldest first; stops at the first one the database
+    /// refuses (it is probably still down). Returns how many were moved.
+    ///
+    /// # Errors
+    /// When the spool cannot be read.
+    #[tracing::instrument(name = "spool.replay", skip_all, fields(spool.replayed))]
+    pub async fn replay_spool(&self) -> Result<usize, SpoolError> {
+        let mut replayed = 0;
+        for record in self.spool.list().await? {
+            let stored = match record.to_stored() {
+                Ok(stored) => stored,
+                Err(problem) => {
+                    tracing::error!(spool.local_id = %record.local_id, problem, "a spooled record is corrupt; left in the spool");
+                    continue;
+                }
+            };
+            if let Err(err) = self
+                .repository
+                .record_created(&stored, &record.answer_body)
+                .await
+            {
+                tracing::warn!(error = ?anyhow::Error::from(err), "the database still refuses spooled records");
+                break;
+            }
+            self.spool.remove(record.local_id).await?;
+            replayed += 1;
+        }
+        tracing::Span::current().record("spool.replayed", replayed);
+        if replayed > 0 {
+            tracing::info!(replayed, "moved spooled records into the database");
+        }
+        Ok(replayed)
+    }
+
+    /// Keeps the record of a ticket InvGate created when the database would not take it.
+    async fn keep(&self, stored: &StoredTicket, body: &str, err: StoreTicketError) {
+        let record = SpooledRecord::new(stored, body);
+        match self.spool.put(&record).await {
+            Ok(()) => tracing::warn!(
+                error = ?anyhow::Error::from(err),
+                ticket.local_id = %stored.id,
+                invgate.request_id = stored.inv_gate_id.get(),
+                "the database refused a created ticket; its record is spooled and will be replayed"
+            ),
+            Err(spool_err) => {
+                // Both stores failed: the log is the last place the record can go.
+                tracing::error!(
+                    error = ?anyhow::Error::from(err),
+                    spool.error = ?anyhow::Error::from(spool_err),
+                    record = %serde_json::to_string(&record).unwrap_or_default(),
+                    "InvGate created the ticket but neither the database nor the spool could keep its record"
+                );
+            }
         }
     }
 
@@ -187,7 +247,9 @@ impl<G: IncidentGateway, R: TicketRepository> TicketCreator<G, R> {
 }
 
 #[async_trait]
-impl<G: IncidentGateway, R: TicketRepository> TicketService for TicketCreator<G, R> {
+impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketService
+    for TicketCreator<G, R, S>
+{
     #[tracing::instrument(
         name = "ticket.create",
         skip_all,
@@ -272,40 +334,9 @@ impl<G: IncidentGateway, R: TicketRepository> TicketService for TicketCreator<G,
             created_at: Utc::now(),
         };
         if let Err(err) = self.repository.record_created(&stored, &body).await {
-            // The incident exists in InvGate and cannot be undone: the caller gets its ticket, and
-            // the record goes to the log in full so an operator can restore it.
-            let attachments: Vec<_> = stored
-                .ticket
-                .attachments
-                .iter()
-                .map(|a| {
-                    format!(
-                        "{} ({} bytes, sha256 {})",
-                        a.name.as_str(),
-                        a.size,
-                        a.sha256.as_str()
-                    )
-                })
-                .collect();
-            tracing::error!(
-                error = ?anyhow::Error::from(err),
-                ticket.local_id = %stored.id,
-                invgate.request_id = inv_gate_id.get(),
-                ticket.creator_email = %stored.creator_email,
-                ticket.creator_id = requester.get(),
-                ticket.title = stored.ticket.title.as_str(),
-                ticket.description = stored.ticket.description.as_str(),
-                ticket.category_id = stored.ticket.category_id.get(),
-                ticket.priority_id = stored.ticket.priority_id.get(),
-                ticket.type_id = stored.ticket.type_id.get(),
-                ticket.source_id = stored.ticket.source_id.map(|s| s.get()),
-                ticket.location_id = stored.ticket.location_id.map(|l| l.get()),
-                ticket.date_ocurred = stored.ticket.date_ocurred.map(|d| d.epoch_seconds()),
-                ticket.related_to = ?stored.ticket.related_to.iter().map(|r| r.get()).collect::<Vec<_>>(),
-                ticket.attachments = ?attachments,
-                invgate.response = %body,
-                "InvGate created the ticket but the local copy could not be stored"
-            );
+            // The incident exists in InvGate and cannot be undone: the caller gets its ticket and
+            // the record waits, durably, for the database.
+            self.keep(&stored, &body, err).await;
         }
         Ok(CreateOutcome::Created(CreatedTicket {
             local_id: stored.id,

@@ -5,11 +5,12 @@ use std::time::Duration;
 use chrono::Utc;
 use serde_json::json;
 use ticketd_domain::ports::{MockIncidentGateway, MockTicketRepository};
+use ticketd_domain::spool::MockRecordSpool;
 use ticketd_domain::{
     Begun, CreateOutcome, CreateRequest, CreateTicketError, EmailAddress, Fingerprint,
     GatewayError, IdempotencyKey, InvGateUserId, JournalError, NewTicket, Operation,
-    OperationState, ServiceConfig, StoreTicketError, StoredAnswer, TicketCreator, TicketDraft,
-    TicketService, TicketSnapshot, UserCacheConfig,
+    OperationState, ServiceConfig, SpoolError, SpooledRecord, StoreTicketError, StoredAnswer,
+    StoredTicket, TicketCreator, TicketDraft, TicketService, TicketSnapshot, UserCacheConfig,
 };
 
 fn alice() -> EmailAddress {
@@ -60,11 +61,22 @@ fn journal_accepting_all() -> MockTicketRepository {
     repository
 }
 
-fn creator(
-    gateway: MockIncidentGateway,
-    repository: MockTicketRepository,
-) -> TicketCreator<MockIncidentGateway, MockTicketRepository> {
-    TicketCreator::new(gateway, repository, ServiceConfig::default())
+type Creator = TicketCreator<MockIncidentGateway, MockTicketRepository, MockRecordSpool>;
+
+/// A spool that must not be used.
+fn unused_spool() -> MockRecordSpool {
+    let mut spool = MockRecordSpool::new();
+    spool.expect_put().never();
+    spool
+}
+
+fn creator(gateway: MockIncidentGateway, repository: MockTicketRepository) -> Creator {
+    TicketCreator::new(
+        gateway,
+        repository,
+        unused_spool(),
+        ServiceConfig::default(),
+    )
 }
 
 fn existing(
@@ -351,7 +363,7 @@ async fn an_expired_cache_entry_is_looked_up_again() {
         },
         ..ServiceConfig::default()
     };
-    let service = TicketCreator::new(gateway, journal_accepting_all(), config);
+    let service = TicketCreator::new(gateway, journal_accepting_all(), unused_spool(), config);
 
     for _ in 0..2 {
         create(&service, CreateRequest::default())
@@ -360,12 +372,7 @@ async fn an_expired_cache_entry_is_looked_up_again() {
     }
 }
 
-#[tokio::test]
-async fn a_failed_local_store_still_returns_the_created_ticket() {
-    let mut gateway = gateway_knowing_alice_as(42);
-    gateway
-        .expect_create_incident()
-        .returning(|_, _| Ok(json!({"request_id": 77})));
+fn repository_refusing_created_tickets() -> MockTicketRepository {
     let mut repository = MockTicketRepository::new();
     repository
         .expect_begin_operation()
@@ -378,12 +385,114 @@ async fn a_failed_local_store_still_returns_the_created_ticket() {
                 "connection refused"
             )))
         });
+    repository
+}
 
-    let outcome = create(&creator(gateway, repository), CreateRequest::default())
+#[tokio::test]
+async fn a_ticket_the_database_refuses_is_spooled_and_still_returned() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway
+        .expect_create_incident()
+        .returning(|_, _| Ok(json!({"request_id": 77})));
+    let mut spool = MockRecordSpool::new();
+    spool
+        .expect_put()
+        .withf(|record| {
+            record.inv_gate_id == 77
+                && record.answer_body == r#"{"request_id":77}"#
+                && record.operation_id.is_some()
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+    let service = TicketCreator::new(
+        gateway,
+        repository_refusing_created_tickets(),
+        spool,
+        ServiceConfig::default(),
+    );
+
+    let outcome = create(&service, CreateRequest::default())
         .await
         .expect("InvGate created it, so the caller gets it");
 
     assert!(matches!(outcome, CreateOutcome::Created(c) if c.inv_gate_id.get() == 77));
+}
+
+#[tokio::test]
+async fn when_the_spool_fails_too_the_ticket_is_still_returned() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway
+        .expect_create_incident()
+        .returning(|_, _| Ok(json!({"request_id": 78})));
+    let mut spool = MockRecordSpool::new();
+    spool
+        .expect_put()
+        .times(1)
+        .returning(|_| Err(SpoolError(anyhow::anyhow!("disk full"))));
+    let service = TicketCreator::new(
+        gateway,
+        repository_refusing_created_tickets(),
+        spool,
+        ServiceConfig::default(),
+    );
+
+    let outcome = create(&service, CreateRequest::default())
+        .await
+        .expect("created");
+
+    assert!(matches!(outcome, CreateOutcome::Created(c) if c.inv_gate_id.get() == 78));
+}
+
+fn spooled(inv_gate_id: i64) -> SpooledRecord {
+    let stored = StoredTicket {
+        id: uuid::Uuid::now_v7(),
+        operation_id: Some(ticketd_domain::OperationId::new()),
+        inv_gate_id: ticketd_domain::IncidentId::parse(inv_gate_id).expect("id"),
+        creator_email: alice(),
+        creator_id: InvGateUserId::new(42),
+        customer_id: InvGateUserId::new(42),
+        ticket: ticket(),
+        invgate_response: json!({"request_id": inv_gate_id}),
+        created_at: Utc::now(),
+    };
+    SpooledRecord::new(&stored, &stored.invgate_response.to_string())
+}
+
+#[tokio::test]
+async fn spooled_records_are_replayed_in_order_until_the_database_refuses_one() {
+    let records = vec![spooled(1), spooled(2), spooled(3)];
+    let (first, second) = (records[0].local_id, records[1].local_id);
+    let mut spool = MockRecordSpool::new();
+    spool
+        .expect_list()
+        .times(1)
+        .returning(move || Ok(records.clone()));
+    spool
+        .expect_remove()
+        .withf(move |id| *id == first)
+        .times(1)
+        .returning(|_| Ok(()));
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_record_created()
+        .withf(|stored, body| stored.inv_gate_id.get() == 1 && body == r#"{"request_id":1}"#)
+        .times(1)
+        .returning(|_, _| Ok(()));
+    repository
+        .expect_record_created()
+        .withf(|stored, _| stored.inv_gate_id.get() == 2)
+        .times(1)
+        .returning(|_, _| Err(StoreTicketError::Unexpected(anyhow::anyhow!("still down"))));
+    let service = TicketCreator::new(
+        MockIncidentGateway::new(),
+        repository,
+        spool,
+        ServiceConfig::default(),
+    );
+
+    let replayed = service.replay_spool().await.expect("spool readable");
+
+    assert_eq!(replayed, 1, "record {second} stays for the next round");
 }
 
 #[tokio::test]

@@ -289,7 +289,7 @@ async fn spool(
             ApiError::Internal
         }
     };
-    let temp = match &limits.spool_dir {
+    let temp = match &limits.upload_dir {
         Some(dir) => tempfile::Builder::new()
             .prefix("ticketd-upload-")
             .tempfile_in(dir),

@@ -32,8 +32,8 @@ pub struct Limits {
     pub max_json_bytes: usize,
     /// Clock skew allowed when checking that `date_ocurred` is not in the future.
     pub leeway: chrono::Duration,
-    /// Where uploads are spooled while a request runs; the system's temp dir when `None`.
-    pub spool_dir: Option<PathBuf>,
+    /// Where uploads wait on disk while a request runs; the system's temp dir when `None`.
+    pub upload_dir: Option<PathBuf>,
 }
 
 impl Default for Limits {
@@ -43,7 +43,7 @@ impl Default for Limits {
             max_attachment_bytes: 20 * 1024 * 1024,
             max_json_bytes: 1024 * 1024,
             leeway: chrono::Duration::seconds(60),
-            spool_dir: None,
+            upload_dir: None,
         }
     }
 }

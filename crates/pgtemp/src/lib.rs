@@ -174,8 +174,13 @@ impl TempCluster {
         let log = self.root.join("server.log");
         let mut last_error = None;
         // A free port can be taken between finding it and the server binding it: try a few.
+        // A restarted cluster keeps its port, so URLs handed out stay valid.
         for _ in 0..5 {
-            let port = free_port()?;
+            let port = if self.port == 0 {
+                free_port()?
+            } else {
+                self.port
+            };
             let options = format!(
                 "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off \
                  -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
@@ -236,6 +241,35 @@ impl TempCluster {
             .spawn()
             .context("starting the cluster's watchdog")?;
         Ok(())
+    }
+
+    /// Stops the server but keeps its files, as a database outage would (for fault tests).
+    ///
+    /// # Errors
+    /// When `pg_ctl stop` fails.
+    pub fn pause(&mut self) -> anyhow::Result<()> {
+        let status = self
+            .command("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running pg_ctl stop")?;
+        if !status.success() {
+            bail!("pg_ctl stop failed");
+        }
+        self.running = false;
+        Ok(())
+    }
+
+    /// Starts a paused server again, on the same port.
+    ///
+    /// # Errors
+    /// When the server does not start.
+    pub fn resume(&mut self) -> anyhow::Result<()> {
+        self.start_server()
     }
 
     /// Stops the server (immediately: nothing in it is worth a checkpoint) and deletes its files.

@@ -24,7 +24,17 @@ pub const INVGATE_KEY: &str = "invgate-key-never-logged";
 pub const ALICE: &str = "alice@example.com";
 pub const ALICE_ID: i64 = 42;
 
+/// A spool directory of a test's own: a shared one would replay records into other tests'
+/// databases.
+pub fn spool_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("ticketd-test-spool-")
+        .tempdir()
+        .expect("spool dir")
+}
+
 pub struct TestApp {
+    pub spool: tempfile::TempDir,
     pub base_url: String,
     pub invgate: MockServer,
     pub db: TestDatabase,
@@ -49,6 +59,8 @@ pub fn serve_args(database_url: &str, invgate_uri: &str) -> ServeArgs {
         max_attachment_bytes: None,
         max_json_bytes: None,
         operation_marker: None,
+        spool_dir: None,
+        worker_interval_ms: Some("100".into()),
     }
 }
 
@@ -83,7 +95,9 @@ impl TestApp {
     pub async fn spawn_with(customize: impl FnOnce(&mut ServeArgs)) -> Self {
         let db = test_database().await.expect("a test database");
         let invgate = invgate_knowing_alice().await;
+        let spool = spool_dir();
         let mut args = serve_args(db.url(), &invgate.uri());
+        args.spool_dir = Some(spool.path().display().to_string());
         customize(&mut args);
         let mut settings = args.settings().expect("valid settings");
         settings.workers = Some(1);
@@ -92,6 +106,7 @@ impl TestApp {
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
         Self {
+            spool,
             base_url,
             invgate,
             db,
@@ -155,6 +170,7 @@ impl TestApp {
 
 /// ticketd in front of the InvGate simulator: the app, its database and the simulator.
 pub struct SimApp {
+    pub spool: tempfile::TempDir,
     pub base_url: String,
     pub sim: invgate_sim::RunningSimulator,
     pub database_url: String,
@@ -177,7 +193,9 @@ impl SimApp {
         sim: invgate_sim::RunningSimulator,
         customize: impl FnOnce(&mut ServeArgs),
     ) -> Self {
+        let spool = spool_dir();
         let mut args = serve_args(database_url, &sim.uri());
+        args.spool_dir = Some(spool.path().display().to_string());
         args.invgate_username = Some(sim.sim.credentials().username.clone());
         args.invgate_password = Some(sim.sim.credentials().password.clone());
         customize(&mut args);
@@ -188,6 +206,7 @@ impl SimApp {
         let handle = app.handle();
         tokio::spawn(app.run_until_stopped());
         Self {
+            spool,
             base_url,
             sim,
             database_url: database_url.to_owned(),
