@@ -22,6 +22,8 @@ CREATE TABLE ticket_operations (
     answer          jsonb,
     reason          text,
     attempts        integer     NOT NULL DEFAULT 1,
+    -- When the current attempt started: InvGate may have created the incident from then on.
+    attempt_started_at timestamptz NOT NULL DEFAULT now(),
     -- Until when the instance working on it owns it; afterwards it counts as abandoned.
     lease_until     timestamptz NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),

@@ -177,16 +177,15 @@ pub struct Settings {
     pub workers: Option<usize>,
 }
 
-/// How long after its start an unfinished create counts as abandoned, beyond InvGate's timeout.
-const LEASE_MARGIN: Duration = Duration::from_secs(15);
-
 impl Settings {
     /// The domain service's settings derived from these.
     #[must_use]
     pub fn service_config(&self) -> ServiceConfig {
         ServiceConfig {
             marker: self.operation_marker.clone(),
-            call_lease: self.invgate.timeout + LEASE_MARGIN,
+            // A create cannot outlast InvGate's timeout (retries included); twice that leaves
+            // room for the local write before an unfinished operation counts as abandoned.
+            call_lease: self.invgate.timeout * 2,
             ..ServiceConfig::default()
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod demo;
+mod failpoints;
 pub mod telemetry;
 pub mod token;
 
@@ -21,6 +22,7 @@ use ticketd_postgres::{PgTicketRepository, PoolConfig, connect_pool, run_migrati
 use ticketd_spool::FsRecordSpool;
 
 pub use config::Settings;
+use failpoints::Failpoints;
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
 const SHUTDOWN_GRACE_SECS: u64 = 30;
@@ -59,8 +61,10 @@ impl Application {
         let spool = FsRecordSpool::open(&settings.spool_dir)?;
         tracing::info!(spool.dir = %settings.spool_dir.display(), "spool ready");
         let service_config = settings.service_config();
-        let gateway = ReqwestInvGateClient::new(settings.invgate)
-            .context("configuring the InvGate client")?;
+        let gateway = Failpoints::from_env(
+            ReqwestInvGateClient::new(settings.invgate)
+                .context("configuring the InvGate client")?,
+        );
         let service = Arc::new(TicketCreator::new(
             gateway,
             repository,
@@ -122,9 +126,9 @@ impl Application {
     }
 }
 
-type Service = TicketCreator<ReqwestInvGateClient, PgTicketRepository, FsRecordSpool>;
+type Service = TicketCreator<Failpoints<ReqwestInvGateClient>, PgTicketRepository, FsRecordSpool>;
 
-/// The background loops: spool replay (and, with later work, reconciliation).
+/// The background loop: spool replay, then reconciliation of abandoned operations.
 struct Workers {
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -142,6 +146,9 @@ impl Workers {
                 }
                 if let Err(err) = service.replay_spool().await {
                     tracing::error!(error = ?err, "the spool cannot be read");
+                }
+                if let Err(err) = service.reconcile().await {
+                    tracing::warn!(error = ?err, "cannot reconcile operations now");
                 }
             }
         });

@@ -153,27 +153,85 @@ async fn a_validation_failure_is_not_remembered_under_its_key() {
     );
 }
 
+/// ticketd with a 1 s InvGate timeout (so a 2 s lease) in front of a fresh simulator.
+async fn impatient() -> (ticketd_pgtemp::TestDatabase, SimApp) {
+    let db = ticketd_pgtemp::test_database().await.expect("database");
+    let sim = invgate_sim::RunningSimulator::start().expect("simulator");
+    let app = SimApp::spawn_on(db.url(), sim, |args| {
+        args.invgate_timeout_secs = Some("1".into())
+    })
+    .await;
+    (db, app)
+}
+
+/// Retries `key` until its answer is no longer 409, as a patient client would.
+async fn retry_until_settled(app: &SimApp, ticket: &Value, key: &str) -> reqwest::Response {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = app.post(ticket, Some(key)).await;
+        if response.status() != StatusCode::CONFLICT {
+            return response;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the operation never settled"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_timed_out_create_puts_its_key_in_doubt_instead_of_creating_twice() {
-    let (_db, app) = SimApp::spawn().await;
+async fn a_create_whose_answer_came_too_late_is_found_by_its_marker_and_adopted_never_resent() {
+    let (_db, app) = impatient().await;
     app.sim
         .sim
-        .inject(Fault::on("incident", FaultKind::AnswerLate { ms: 3000 }));
+        .inject(Fault::on("incident", FaultKind::AnswerLate { ms: 1500 }));
 
     let timed_out = app.post(&valid_ticket(), Some("late")).await;
     assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
-    let retry = app.post(&valid_ticket(), Some("late")).await;
-
+    let in_doubt = app.post(&valid_ticket(), Some("late")).await;
     assert_eq!(
-        retry.status(),
+        in_doubt.status(),
         StatusCode::CONFLICT,
         "in doubt until reconciled"
     );
+
+    let settled = retry_until_settled(&app, &valid_ticket(), "late").await;
+
+    assert_eq!(settled.status(), StatusCode::CREATED);
+    assert_eq!(settled.headers()["idempotent-replayed"], "true");
+    let incident = app.sim.sim.incidents()[0].clone();
+    assert_eq!(
+        settled.headers()["location"],
+        format!("/api/v1/tickets/{}", incident["id"])
+    );
+    let body: Value = settled.json().await.expect("JSON");
+    assert_eq!(body["request_id"], incident["id"]);
     assert_eq!(
         app.sim.sim.requests_to("POST", "incident").len(),
         1,
         "never resent blindly"
     );
+    assert_eq!(app.ticket_count().await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_create_that_never_happened_is_proven_absent_and_its_key_creates_the_ticket_on_retry() {
+    let (_db, app) = impatient().await;
+    app.sim.sim.inject(Fault::on("incident", FaultKind::Hang));
+
+    let timed_out = app.post(&valid_ticket(), Some("lost")).await;
+    assert_eq!(timed_out.status(), StatusCode::GATEWAY_TIMEOUT);
+
+    let settled = retry_until_settled(&app, &valid_ticket(), "lost").await;
+
+    assert_eq!(settled.status(), StatusCode::CREATED);
+    assert!(
+        settled.headers().get("idempotent-replayed").is_none(),
+        "created by the retry"
+    );
+    assert_eq!(app.sim.sim.incident_count(), 1);
+    assert_eq!(app.ticket_count().await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]

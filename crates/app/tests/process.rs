@@ -88,6 +88,16 @@ fn start_serving(
     invgate_uri: &str,
     spool: &std::path::Path,
 ) -> (Child, String, mpsc::Receiver<String>) {
+    start_serving_with(database_url, invgate_uri, spool, &[])
+}
+
+/// Like [`start_serving`], with more (or overriding) environment variables.
+fn start_serving_with(
+    database_url: &str,
+    invgate_uri: &str,
+    spool: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (Child, String, mpsc::Receiver<String>) {
     let mut child = ticketd()
         .args(["serve"])
         .env("TICKETD_SPOOL_DIR", spool)
@@ -98,6 +108,10 @@ fn start_serving(
         .env("INVGATE_PASSWORD", INVGATE_KEY)
         .env("JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "debug")
+        .envs(extra_env.iter().copied())
+        // Anything the process leaves in its working directory (a core dump after an abort)
+        // goes away with the test's temporary spool.
+        .current_dir(spool)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()
@@ -194,4 +208,77 @@ async fn sigterm_lets_the_request_in_flight_finish_then_exits_zero_and_logs_no_s
             assert!(!line.contains(secret), "a secret reached the log: {line}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_between_invgates_answer_and_the_local_write_is_recovered_after_restart() {
+    let db = test_database().await.expect("database");
+    let sim = invgate_sim::RunningSimulator::start().expect("simulator");
+    let creds = sim.sim.credentials().clone();
+    let spool = support::spool_dir();
+    let env = [
+        ("INVGATE_USERNAME", creds.username.as_str()),
+        ("INVGATE_PASSWORD", creds.password.as_str()),
+        ("INVGATE_TIMEOUT_SECS", "1"),
+        ("TICKETD_WORKER_INTERVAL_MS", "100"),
+    ];
+    let mut armed = env.to_vec();
+    armed.push(("TICKETD_FAILPOINT", "abort-after-invgate-create"));
+    let (mut child, address, _logs) =
+        start_serving_with(db.url(), &sim.uri(), spool.path(), &armed);
+    ticketd_invgate::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let mut ticket = valid_ticket();
+    ticket.as_object_mut().expect("object").remove("related_to");
+    let post = |address: String| {
+        let (http, ticket) = (http.clone(), ticket.clone());
+        async move {
+            http.post(format!("http://{address}/api/v1/tickets"))
+                .bearer_auth(TestApp::token(ALICE))
+                .header("Idempotency-Key", "crash-1")
+                .json(&ticket)
+                .send()
+                .await
+        }
+    };
+
+    assert!(
+        post(address).await.is_err(),
+        "the process died before answering"
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .expect("task")
+        .expect("exits");
+    assert!(!status.success());
+    assert_eq!(sim.sim.incident_count(), 1, "InvGate created the incident");
+    assert_eq!(
+        support::count(db.url(), "SELECT count(*) AS n FROM tickets").await,
+        0,
+        "nothing was written locally"
+    );
+
+    let (mut restarted, address, _logs) =
+        start_serving_with(db.url(), &sim.uri(), spool.path(), &env);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let answer = loop {
+        let answer = post(address.clone()).await.expect("answers");
+        if answer.status() != reqwest::StatusCode::CONFLICT {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "never reconciled");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    assert_eq!(answer.status(), reqwest::StatusCode::CREATED);
+    assert_eq!(answer.headers()["idempotent-replayed"], "true");
+    assert_eq!(sim.sim.incident_count(), 1, "adopted, not created again");
+    assert_eq!(
+        support::count(db.url(), "SELECT count(*) AS n FROM tickets").await,
+        1
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &restarted.id().to_string()])
+        .status();
+    let _ = restarted.wait();
 }

@@ -317,6 +317,8 @@ pub struct Operation {
     pub inv_gate_id: Option<IncidentId>,
     pub reason: Option<String>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// When the current attempt started: InvGate may have created the incident from then on.
+    pub attempt_started_at: chrono::DateTime<chrono::Utc>,
 }
 
 /// A create about to call InvGate.
@@ -341,6 +343,13 @@ pub enum Begun {
     Started,
     /// The caller already used this key: here is that operation.
     Existing(Box<Operation>),
+}
+
+/// An incident as InvGate's list endpoints show it: enough to recognise an operation's marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncidentSummary {
+    pub id: IncidentId,
+    pub description: String,
 }
 
 /// How an operation failed.

@@ -8,7 +8,9 @@ use crate::caller::{EmailAddress, InvGateUserId};
 use std::time::Duration;
 
 use crate::error::{CreateTicketError, GatewayError, JournalError, StoreTicketError};
-use crate::operation::{Begun, NewOperation, Operation, OperationFailure, OperationId};
+use crate::operation::{
+    Begun, IncidentSummary, NewOperation, Operation, OperationFailure, OperationId,
+};
 use crate::service::{CreateOutcome, CreateRequest};
 use crate::ticket::{NewTicket, StoredTicket};
 
@@ -41,6 +43,21 @@ pub trait IncidentGateway: Send + Sync + 'static {
         requester: InvGateUserId,
         ticket: &NewTicket,
     ) -> Result<Value, GatewayError>;
+
+    /// Every incident created in the last hour (`incidents.last.hour`, all pages).
+    ///
+    /// # Errors
+    /// [`GatewayError`] when the list cannot be read completely.
+    async fn incidents_created_last_hour(&self) -> Result<Vec<IncidentSummary>, GatewayError>;
+
+    /// The open incidents of a customer (`incidents.by.customer`, all pages).
+    ///
+    /// # Errors
+    /// [`GatewayError`] when the list cannot be read completely.
+    async fn open_incidents_of(
+        &self,
+        customer: InvGateUserId,
+    ) -> Result<Vec<IncidentSummary>, GatewayError>;
 }
 
 /// Where ticketd keeps its own record of every ticket, and the journal of create operations.
@@ -105,6 +122,17 @@ pub trait TicketRepository: Send + Sync + 'static {
         lease: Duration,
         reason: &str,
     ) -> Result<(), JournalError>;
+
+    /// Claims up to `limit` operations whose owner's lease ran out while they were in flight or in
+    /// doubt, extending their lease by `lease` so no other instance works on them meanwhile.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be read or written.
+    async fn claim_unsettled(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Operation>, JournalError>;
 
     /// Reads one operation of `caller`.
     ///

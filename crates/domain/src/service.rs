@@ -10,15 +10,23 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::caller::{EmailAddress, InvGateUserId};
+use crate::error::JournalError;
 use crate::error::StoreTicketError;
 use crate::error::{CreateTicketError, GatewayError};
 use crate::operation::{
-    Begun, Fingerprint, IdempotencyKey, MarkerTemplate, NewOperation, OperationFailure,
-    OperationId, OperationState, StoredAnswer, TicketSnapshot,
+    Begun, Fingerprint, IdempotencyKey, IncidentSummary, MarkerTemplate, NewOperation, Operation,
+    OperationFailure, OperationId, OperationState, StoredAnswer, TicketSnapshot,
 };
 use crate::ports::{IncidentGateway, TicketRepository, TicketService};
 use crate::spool::{RecordSpool, SpoolError, SpooledRecord};
 use crate::ticket::{IncidentId, NewTicket, StoredTicket};
+
+/// Operations settled per reconciliation round.
+const RECONCILE_BATCH: usize = 50;
+
+/// How far back an attempt may have started for `incidents.last.hour` to prove its absence: an
+/// hour, less a margin for clock skew between ticketd and InvGate.
+const LAST_HOUR_COVERAGE: Duration = Duration::from_secs(55 * 60);
 
 /// A ticket InvGate created.
 #[derive(Debug, Clone, PartialEq)]
@@ -144,6 +152,139 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
             tracing::info!(replayed, "moved spooled records into the database");
         }
         Ok(replayed)
+    }
+
+    /// Settles operations whose owner stopped caring: in doubt after a lost answer, or left in
+    /// flight by a crash. Each is looked for in InvGate by its marker: found, it is adopted (the
+    /// local record is written and the key's answer becomes a 201); proven absent, it fails
+    /// without blame, so its key may be used again. Returns how many were settled.
+    ///
+    /// # Errors
+    /// When the journal cannot be read.
+    #[tracing::instrument(name = "reconcile", skip_all, fields(reconcile.claimed, reconcile.settled))]
+    pub async fn reconcile(&self) -> Result<usize, JournalError> {
+        let claimed = self
+            .repository
+            .claim_unsettled(RECONCILE_BATCH, self.config.call_lease)
+            .await?;
+        tracing::Span::current().record("reconcile.claimed", claimed.len());
+        if claimed.is_empty() {
+            return Ok(0);
+        }
+        // One listing serves every claimed operation.
+        let last_hour = match self.gateway.incidents_created_last_hour().await {
+            Ok(list) => Some(list),
+            Err(err) => {
+                tracing::warn!(error = ?anyhow::Error::from(err), "cannot list InvGate's recent incidents; retrying later");
+                None
+            }
+        };
+        let mut settled = 0;
+        for operation in claimed {
+            if self.settle(&operation, last_hour.as_deref()).await {
+                settled += 1;
+            }
+        }
+        tracing::Span::current().record("reconcile.settled", settled);
+        Ok(settled)
+    }
+
+    async fn settle(&self, operation: &Operation, last_hour: Option<&[IncidentSummary]>) -> bool {
+        let marked = |list: &[IncidentSummary]| {
+            list.iter()
+                .find(|incident| {
+                    self.config
+                        .marker
+                        .is_in(&incident.description, operation.id)
+                })
+                .map(|incident| incident.id)
+        };
+        if let Some(id) = last_hour.and_then(marked) {
+            return self.adopt(operation, id).await;
+        }
+        // `incidents.last.hour` lists everything created in the last hour: when the attempt
+        // started well inside that window, not being listed proves InvGate never created it.
+        let age = Utc::now().signed_duration_since(operation.attempt_started_at);
+        let covered =
+            chrono::Duration::from_std(LAST_HOUR_COVERAGE).is_ok_and(|coverage| age < coverage);
+        if last_hour.is_some() && covered {
+            let failure = OperationFailure {
+                retryable: true,
+                answer: None,
+                reason: "InvGate has no incident for this operation; nothing was created".into(),
+            };
+            return match self.repository.record_failure(operation.id, &failure).await {
+                Ok(()) => {
+                    tracing::info!(operation.id = %operation.id, "an operation in doubt created nothing; its key is free again");
+                    true
+                }
+                Err(err) => {
+                    tracing::warn!(error = ?err, operation.id = %operation.id, "could not settle an operation");
+                    false
+                }
+            };
+        }
+        // Too old for the last hour's list: an incident still open can be found by its customer.
+        match self.gateway.open_incidents_of(operation.requester).await {
+            Ok(open) => match marked(&open) {
+                Some(id) => self.adopt(operation, id).await,
+                None => {
+                    tracing::error!(
+                        operation.id = %operation.id,
+                        operation.started = %operation.attempt_started_at,
+                        "an operation stays in doubt: it is too old to prove absent and no open incident carries its marker; an operator must check InvGate"
+                    );
+                    false
+                }
+            },
+            Err(err) => {
+                tracing::warn!(error = ?anyhow::Error::from(err), "cannot list a customer's incidents; retrying later");
+                false
+            }
+        }
+    }
+
+    /// Writes the local record of an incident found by its marker and settles its operation.
+    async fn adopt(&self, operation: &Operation, inv_gate_id: IncidentId) -> bool {
+        let ticket = match operation.ticket.to_ticket() {
+            Ok(ticket) => ticket,
+            Err(err) => {
+                tracing::error!(error = %err, operation.id = %operation.id, "an operation's ticket snapshot is corrupt");
+                return false;
+            }
+        };
+        let Ok(creator_email) = EmailAddress::parse(&operation.caller) else {
+            tracing::error!(operation.id = %operation.id, "an operation's caller is not an e-mail address");
+            return false;
+        };
+        // InvGate's own answer was lost; this one has its documented shape.
+        let response = serde_json::json!({
+            "status": "OK",
+            "info": "Request created (answer recovered by ticketd)",
+            "request_id": inv_gate_id.get(),
+        });
+        let body = response.to_string();
+        let stored = StoredTicket {
+            id: Uuid::now_v7(),
+            operation_id: Some(operation.id),
+            inv_gate_id,
+            creator_email,
+            creator_id: operation.requester,
+            customer_id: operation.requester,
+            ticket,
+            invgate_response: response,
+            created_at: Utc::now(),
+        };
+        match self.repository.record_created(&stored, &body).await {
+            Ok(()) => {
+                tracing::info!(operation.id = %operation.id, invgate.request_id = inv_gate_id.get(), "adopted an incident whose answer was lost");
+                true
+            }
+            Err(err) => {
+                tracing::warn!(error = ?anyhow::Error::from(err), operation.id = %operation.id, "could not adopt an incident; retrying later");
+                false
+            }
+        }
     }
 
     /// Keeps the record of a ticket InvGate created when the database would not take it.

@@ -98,6 +98,7 @@ fn existing(
         inv_gate_id: None,
         reason: None,
         created_at: Utc::now(),
+        attempt_started_at: Utc::now(),
     }
 }
 
@@ -649,4 +650,134 @@ fn the_fingerprint_covers_fields_and_file_digests_but_not_identity() {
     let mut other_title = ticket();
     other_title.title = ticketd_domain::TicketTitle::parse("Other").expect("title");
     assert_ne!(Fingerprint::of(&base), Fingerprint::of(&other_title));
+}
+
+fn summary(id: i64, description: &str) -> ticketd_domain::IncidentSummary {
+    ticketd_domain::IncidentSummary {
+        id: ticketd_domain::IncidentId::parse(id).expect("id"),
+        description: description.into(),
+    }
+}
+
+fn claimed(started_minutes_ago: i64) -> Operation {
+    let mut operation = existing(
+        OperationState::InDoubt,
+        None,
+        Fingerprint::of(&ticket()),
+        false,
+    );
+    operation.attempt_started_at = Utc::now() - chrono::Duration::minutes(started_minutes_ago);
+    operation
+}
+
+fn reconciling(
+    operation: &Operation,
+    gateway: MockIncidentGateway,
+    mut repository: MockTicketRepository,
+) -> Creator {
+    let operation = operation.clone();
+    repository
+        .expect_claim_unsettled()
+        .times(1)
+        .returning(move |_, _| Ok(vec![operation.clone()]));
+    creator(gateway, repository)
+}
+
+#[tokio::test]
+async fn an_incident_found_by_its_marker_is_adopted_with_a_recovered_answer() {
+    let operation = claimed(2);
+    let marker = format!("Since 9am\n\n[ticketd:{}]", operation.id);
+    let mut gateway = MockIncidentGateway::new();
+    gateway
+        .expect_incidents_created_last_hour()
+        .returning(move || Ok(vec![summary(5, "unrelated"), summary(6, &marker)]));
+    let mut repository = MockTicketRepository::new();
+    let id = operation.id;
+    repository
+        .expect_record_created()
+        .withf(move |stored, body| {
+            stored.inv_gate_id.get() == 6
+                && stored.operation_id == Some(id)
+                && stored.creator_email.as_str() == "alice@example.com"
+                && stored.ticket.title.as_str() == "VPN down"
+                && body.contains(r#""request_id":6"#)
+        })
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let settled = reconciling(&operation, gateway, repository)
+        .reconcile()
+        .await
+        .expect("journal works");
+
+    assert_eq!(settled, 1);
+}
+
+#[tokio::test]
+async fn a_recent_operation_missing_from_the_last_hour_created_nothing_and_frees_its_key() {
+    let operation = claimed(5);
+    let mut gateway = MockIncidentGateway::new();
+    gateway
+        .expect_incidents_created_last_hour()
+        .returning(|| Ok(vec![summary(5, "other")]));
+    gateway.expect_open_incidents_of().never();
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_record_failure()
+        .withf(|_, failure| failure.retryable && failure.answer.is_none())
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let settled = reconciling(&operation, gateway, repository)
+        .reconcile()
+        .await
+        .expect("journal works");
+
+    assert_eq!(settled, 1);
+}
+
+#[tokio::test]
+async fn an_old_operation_is_looked_for_among_open_incidents_and_otherwise_stays_in_doubt() {
+    let operation = claimed(90);
+    let mut gateway = MockIncidentGateway::new();
+    gateway
+        .expect_incidents_created_last_hour()
+        .returning(|| Ok(vec![]));
+    gateway
+        .expect_open_incidents_of()
+        .withf(|customer| *customer == InvGateUserId::new(42))
+        .times(1)
+        .returning(|_| Ok(vec![summary(8, "no marker here")]));
+    let mut repository = MockTicketRepository::new();
+    repository.expect_record_failure().never();
+    repository.expect_record_created().never();
+
+    let settled = reconciling(&operation, gateway, repository)
+        .reconcile()
+        .await
+        .expect("journal works");
+
+    assert_eq!(settled, 0, "absence cannot be proven after an hour");
+}
+
+#[tokio::test]
+async fn when_invgate_cannot_be_listed_nothing_is_decided() {
+    let operation = claimed(1);
+    let mut gateway = MockIncidentGateway::new();
+    gateway
+        .expect_incidents_created_last_hour()
+        .returning(|| Err(GatewayError::Unavailable(anyhow::anyhow!("HTTP 500"))));
+    gateway
+        .expect_open_incidents_of()
+        .returning(|_| Err(GatewayError::Timeout));
+    let mut repository = MockTicketRepository::new();
+    repository.expect_record_failure().never();
+    repository.expect_record_created().never();
+
+    let settled = reconciling(&operation, gateway, repository)
+        .reconcile()
+        .await
+        .expect("journal works");
+
+    assert_eq!(settled, 0);
 }

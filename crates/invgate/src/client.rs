@@ -6,7 +6,9 @@ use reqwest::{Body, Method, RequestBuilder, Response, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use ticketd_domain::ports::IncidentGateway;
-use ticketd_domain::{Attachment, EmailAddress, GatewayError, InvGateUserId, NewTicket};
+use ticketd_domain::{
+    Attachment, EmailAddress, GatewayError, IncidentId, IncidentSummary, InvGateUserId, NewTicket,
+};
 use tokio_util::io::ReaderStream;
 
 use crate::answer::{as_id, error_message, reports_error, retry_after, truthy};
@@ -455,6 +457,118 @@ impl IncidentGateway for ReqwestInvGateClient {
             });
         }
         Ok(body)
+    }
+
+    #[tracing::instrument(name = "invgate.incidents_last_hour", skip_all)]
+    async fn incidents_created_last_hour(&self) -> Result<Vec<IncidentSummary>, GatewayError> {
+        self.all_pages("incidents.last.hour", &[], |page| {
+            values_of(page.get("data"))
+        })
+        .await
+    }
+
+    #[tracing::instrument(name = "invgate.incidents_by_customer", skip_all)]
+    async fn open_incidents_of(
+        &self,
+        customer: InvGateUserId,
+    ) -> Result<Vec<IncidentSummary>, GatewayError> {
+        self.all_pages(
+            "incidents.by.customer",
+            &[("id", customer.to_string())],
+            |page| values_of(page.get("requests")),
+        )
+        .await
+    }
+}
+
+/// Pages read at most from a paged list, so a misbehaving upstream cannot keep us looping.
+const MAX_PAGES: usize = 200;
+
+/// A read: safe to repeat after anything transient, server errors included.
+fn read_is_retryable(err: &GatewayError) -> bool {
+    matches!(
+        err,
+        GatewayError::NotSent(_) | GatewayError::RateLimited { .. } | GatewayError::Unavailable(_)
+    )
+}
+
+impl ReqwestInvGateClient {
+    /// GETs `endpoint` with `query` as JSON, retrying as reads may.
+    async fn get_json(
+        &self,
+        endpoint: &str,
+        query: &[(&str, String)],
+    ) -> Result<Value, GatewayError> {
+        let answer = self
+            .with_retries(read_is_retryable, |timeout| async move {
+                let answer =
+                    send(self.request(Method::GET, endpoint, timeout).query(query)).await?;
+                if answer.status.is_success() {
+                    Ok(answer)
+                } else {
+                    Err(failure(&answer))
+                }
+            })
+            .await?;
+        serde_json::from_slice(&answer.body).map_err(|e| {
+            GatewayError::Unavailable(
+                anyhow::Error::new(e)
+                    .context(format!("{endpoint} answered something that is not JSON")),
+            )
+        })
+    }
+
+    /// Follows `next_page_key` through a paged list, collecting what `items` finds on each page.
+    async fn all_pages(
+        &self,
+        endpoint: &str,
+        query: &[(&str, String)],
+        items: fn(&Value) -> Vec<&Value>,
+    ) -> Result<Vec<IncidentSummary>, GatewayError> {
+        let mut found = Vec::new();
+        let mut page_key: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let mut page_query = query.to_vec();
+            if let Some(key) = &page_key {
+                page_query.push(("page_key", key.clone()));
+            }
+            let page = self.get_json(endpoint, &page_query).await?;
+            if reports_error(&page) {
+                return Err(GatewayError::Rejected {
+                    message: error_message(page.to_string().as_bytes()),
+                });
+            }
+            found.extend(items(&page).into_iter().filter_map(summary));
+            page_key = match page.get("next_page_key") {
+                Some(Value::String(key)) if !key.is_empty() => Some(key.clone()),
+                Some(Value::Number(key)) => Some(key.to_string()),
+                _ => return Ok(found),
+            };
+        }
+        Err(GatewayError::Unavailable(anyhow::anyhow!(
+            "{endpoint} has more than {MAX_PAGES} pages"
+        )))
+    }
+}
+
+/// Reads `{id, description}` from one incident of a list.
+fn summary(incident: &Value) -> Option<IncidentSummary> {
+    Some(IncidentSummary {
+        id: IncidentId::parse(incident.get("id").and_then(as_id)?).ok()?,
+        description: incident
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+/// The incidents of a list page: an array, or an object keyed by id.
+fn values_of(list: Option<&Value>) -> Vec<&Value> {
+    match list {
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(Value::Object(items)) => items.values().collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -53,6 +53,7 @@ pub struct OperationRow {
     pub answer: Option<Value>,
     pub reason: Option<String>,
     pub attempts: i32,
+    pub attempt_started_at: DateTime<Utc>,
     pub lease_until: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -81,6 +82,7 @@ impl TryFrom<OperationRow> for Operation {
             inv_gate_id: row.inv_gate_id.and_then(|id| IncidentId::parse(id).ok()),
             reason: row.reason,
             created_at: row.created_at,
+            attempt_started_at: row.attempt_started_at,
         })
     }
 }
@@ -154,6 +156,7 @@ pub(crate) async fn retake(
         ticket_operations::request_id.eq(request_id),
         ticket_operations::lease_until.eq(lease_end(lease)),
         ticket_operations::attempts.eq(ticket_operations::attempts + 1),
+        ticket_operations::attempt_started_at.eq(Utc::now()),
         ticket_operations::updated_at.eq(Utc::now()),
     ))
     .execute(conn)
@@ -278,5 +281,44 @@ pub(crate) async fn find(
         .map_err(journal_error("reading an operation"))?;
     row.map(Operation::try_from)
         .transpose()
+        .map_err(JournalError)
+}
+
+pub(crate) async fn claim_unsettled(
+    conn: &mut AsyncPgConnection,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<Operation>, JournalError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            // SKIP LOCKED: instances working side by side each take different operations.
+            let ids: Vec<Uuid> = ticket_operations::table
+                .filter(ticket_operations::state.eq_any([
+                    OperationState::InFlight.as_str(),
+                    OperationState::InDoubt.as_str(),
+                ]))
+                .filter(ticket_operations::lease_until.lt(Utc::now()))
+                .order(ticket_operations::lease_until.asc())
+                .limit(limit)
+                .select(ticket_operations::id)
+                .for_update()
+                .skip_locked()
+                .load(conn)
+                .await?;
+            diesel::update(ticket_operations::table.filter(ticket_operations::id.eq_any(&ids)))
+                .set((
+                    ticket_operations::lease_until.eq(lease_end(lease)),
+                    ticket_operations::updated_at.eq(Utc::now()),
+                ))
+                .returning(OperationRow::as_returning())
+                .get_results(conn)
+                .await
+        })
+        .await
+        .map_err(journal_error("claiming unsettled operations"))?;
+    rows.into_iter()
+        .map(Operation::try_from)
+        .collect::<Result<_, _>>()
         .map_err(JournalError)
 }

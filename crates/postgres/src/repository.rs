@@ -286,6 +286,14 @@ impl TicketRepository for PgTicketRepository {
             .await
     }
 
+    async fn claim_unsettled(
+        &self,
+        limit: usize,
+        lease: StdDuration,
+    ) -> Result<Vec<Operation>, JournalError> {
+        crate::journal::claim_unsettled(&mut *self.journal_connection().await?, limit, lease).await
+    }
+
     async fn find_operation(
         &self,
         caller: &str,

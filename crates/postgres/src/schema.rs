@@ -39,6 +39,7 @@ diesel::table! {
         answer -> Nullable<Jsonb>,
         reason -> Nullable<Text>,
         attempts -> Int4,
+        attempt_started_at -> Timestamptz,
         lease_until -> Timestamptz,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,

@@ -268,3 +268,63 @@ async fn an_operation_in_doubt_is_marked_so_and_only_its_caller_sees_it() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_operations_whose_lease_ran_out_are_claimed_and_a_claim_takes_them_for_a_while() {
+    let (_db, journal) = journal().await;
+    let fresh = operation("a@example.com", None, "fresh");
+    let mut abandoned = operation("a@example.com", None, "abandoned");
+    abandoned.lease = Duration::ZERO;
+    let mut settled = operation("a@example.com", None, "settled");
+    settled.lease = Duration::ZERO;
+    for op in [&fresh, &abandoned, &settled] {
+        journal.begin_operation(op).await.expect("journaled");
+    }
+    journal
+        .record_created(&stored(&settled, 5), "{}")
+        .await
+        .expect("settled");
+
+    let claimed = journal
+        .claim_unsettled(10, Duration::from_secs(60))
+        .await
+        .expect("claims");
+
+    assert_eq!(
+        claimed.iter().map(|o| o.id).collect::<Vec<_>>(),
+        [abandoned.id]
+    );
+    assert_eq!(claimed[0].ticket.title, "abandoned");
+    assert!(
+        journal
+            .claim_unsettled(10, Duration::from_secs(60))
+            .await
+            .expect("claims")
+            .is_empty(),
+        "leased again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_claims_never_take_the_same_operation() {
+    let (_db, journal) = journal().await;
+    for i in 0..20 {
+        let mut op = operation("a@example.com", None, &format!("t{i}"));
+        op.lease = Duration::ZERO;
+        journal.begin_operation(&op).await.expect("journaled");
+    }
+
+    let claims = (0..4).map(|_| {
+        let journal = journal.clone();
+        tokio::spawn(async move { journal.claim_unsettled(7, Duration::from_secs(60)).await })
+    });
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    for claim in claims {
+        for op in claim.await.expect("task").expect("claims") {
+            assert!(seen.insert(op.id), "claimed twice: {}", op.id);
+            total += 1;
+        }
+    }
+    assert_eq!(total, 20);
+}

@@ -1,0 +1,67 @@
+//! Test-only crash points, for proving what survives a `kill -9` at the worst moment.
+//!
+//! With `TICKETD_FAILPOINT=abort-after-invgate-create` the process aborts right after InvGate
+//! answered a create and before anything is written locally: the incident exists, the journal
+//! still says "in flight". Unset (always, in production) the wrapper only forwards.
+
+use async_trait::async_trait;
+use serde_json::Value;
+use ticketd_domain::{
+    EmailAddress, GatewayError, IncidentGateway, IncidentSummary, InvGateUserId, NewTicket,
+};
+
+const VARIABLE: &str = "TICKETD_FAILPOINT";
+const ABORT_AFTER_CREATE: &str = "abort-after-invgate-create";
+
+/// An [`IncidentGateway`] that may crash the process on purpose.
+#[derive(Debug)]
+pub(crate) struct Failpoints<G> {
+    inner: G,
+    abort_after_create: bool,
+}
+
+impl<G> Failpoints<G> {
+    pub(crate) fn from_env(inner: G) -> Self {
+        let abort_after_create = std::env::var(VARIABLE).is_ok_and(|v| v == ABORT_AFTER_CREATE);
+        if abort_after_create {
+            tracing::warn!("failpoint armed: the process aborts after InvGate's next create");
+        }
+        Self {
+            inner,
+            abort_after_create,
+        }
+    }
+}
+
+#[async_trait]
+impl<G: IncidentGateway> IncidentGateway for Failpoints<G> {
+    async fn find_user_id_by_email(
+        &self,
+        email: &EmailAddress,
+    ) -> Result<Option<InvGateUserId>, GatewayError> {
+        self.inner.find_user_id_by_email(email).await
+    }
+
+    async fn create_incident(
+        &self,
+        requester: InvGateUserId,
+        ticket: &NewTicket,
+    ) -> Result<Value, GatewayError> {
+        let answer = self.inner.create_incident(requester, ticket).await;
+        if self.abort_after_create && answer.is_ok() {
+            std::process::abort();
+        }
+        answer
+    }
+
+    async fn incidents_created_last_hour(&self) -> Result<Vec<IncidentSummary>, GatewayError> {
+        self.inner.incidents_created_last_hour().await
+    }
+
+    async fn open_incidents_of(
+        &self,
+        customer: InvGateUserId,
+    ) -> Result<Vec<IncidentSummary>, GatewayError> {
+        self.inner.open_incidents_of(customer).await
+    }
+}
