@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use secrecy::SecretString;
-use ticketd_domain::{MarkerTemplate, ServiceConfig};
+use ticketd_domain::{BreakerConfig, MarkerTemplate, ServiceConfig};
 use ticketd_http::Limits;
 use ticketd_invgate::{InvGateConfig, RetryPolicy};
 
@@ -82,7 +82,7 @@ impl LogArgs {
 }
 
 /// The database setting, shared by `serve` and `migrate`.
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL, e.g. postgres://user:password@host:5432/ticketd (required)
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
@@ -112,8 +112,8 @@ impl DatabaseArgs {
     }
 }
 
-/// Everything `ticketd serve` reads.
-#[derive(Debug, Clone, Args)]
+/// Everything `ticketd serve` reads (all unset by default: the defaults live in [`ServeArgs::settings`]).
+#[derive(Debug, Clone, Default, Args)]
 pub struct ServeArgs {
     /// Address to bind [default: 127.0.0.1:8080]
     #[arg(long, env = "TICKETD_LISTEN", hide_env_values = true)]
@@ -147,6 +147,12 @@ pub struct ServeArgs {
     /// Bytes of a JSON body or of a multipart body's fields [default: 1048576]
     #[arg(long, env = "TICKETD_MAX_JSON_BYTES", hide_env_values = true)]
     pub max_json_bytes: Option<String>,
+    /// Consecutive InvGate failures that open the circuit breaker [default: 5]
+    #[arg(long, env = "INVGATE_BREAKER_THRESHOLD", hide_env_values = true)]
+    pub breaker_threshold: Option<String>,
+    /// Seconds an open circuit refuses calls before probing InvGate again [default: 30]
+    #[arg(long, env = "INVGATE_BREAKER_COOLDOWN_SECS", hide_env_values = true)]
+    pub breaker_cooldown_secs: Option<String>,
     /// Directory of the durable spool for ticket records the database could not take [default:
     /// ./spool]
     #[arg(long, env = "TICKETD_SPOOL_DIR", hide_env_values = true)]
@@ -173,6 +179,7 @@ pub struct Settings {
     pub operation_marker: MarkerTemplate,
     pub spool_dir: PathBuf,
     pub worker_interval: Duration,
+    pub breaker: BreakerConfig,
     /// HTTP worker threads; the number of cores when `None`.
     pub workers: Option<usize>,
 }
@@ -316,6 +323,20 @@ impl ServeArgs {
             "TICKETD_WORKER_INTERVAL_MS",
             "worker-interval-ms",
         )?;
+        let breaker_threshold: u32 = number(
+            self.breaker_threshold.as_deref(),
+            5,
+            1,
+            "INVGATE_BREAKER_THRESHOLD",
+            "breaker-threshold",
+        )?;
+        let breaker_cooldown_secs: u64 = number(
+            self.breaker_cooldown_secs.as_deref(),
+            30,
+            1,
+            "INVGATE_BREAKER_COOLDOWN_SECS",
+            "breaker-cooldown-secs",
+        )?;
         let operation_marker = match self.operation_marker.as_deref() {
             None | Some("") => MarkerTemplate::default(),
             Some(raw) => MarkerTemplate::parse(raw).map_err(|problem| ConfigError {
@@ -348,6 +369,10 @@ impl ServeArgs {
             operation_marker,
             spool_dir,
             worker_interval: Duration::from_millis(worker_interval_ms),
+            breaker: BreakerConfig {
+                failure_threshold: breaker_threshold,
+                cooldown: Duration::from_secs(breaker_cooldown_secs),
+            },
             workers: None,
         })
     }
@@ -359,22 +384,14 @@ mod tests {
 
     fn complete() -> ServeArgs {
         ServeArgs {
-            listen: None,
             database: DatabaseArgs {
                 database_url: Some("postgres://u:pw@localhost/db".into()),
             },
             invgate_base_url: Some("https://acme.sd.cloud.invgate.net/api/v1".into()),
             invgate_username: Some("api".into()),
             invgate_password: Some("key".into()),
-            invgate_timeout_secs: None,
             jwt_secret: Some("secret".into()),
-            jwt_leeway_secs: None,
-            max_attachments: None,
-            max_attachment_bytes: None,
-            max_json_bytes: None,
-            operation_marker: None,
-            spool_dir: None,
-            worker_interval_ms: None,
+            ..ServeArgs::default()
         }
     }
 

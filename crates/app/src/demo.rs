@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Args;
 use invgate_sim::{Credentials, Seed, Simulator};
 use secrecy::{ExposeSecret, SecretString};
-use ticketd_domain::MarkerTemplate;
+use ticketd_domain::{BreakerConfig, MarkerTemplate};
 use ticketd_http::Limits;
 use ticketd_invgate::{InvGateConfig, RetryPolicy};
 use ticketd_pgtemp::TempCluster;
@@ -101,6 +101,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         operation_marker: MarkerTemplate::default(),
         spool_dir: spool_dir.path().to_path_buf(),
         worker_interval: Duration::from_secs(1),
+        breaker: BreakerConfig::default(),
         workers: Some(2),
     };
     let app = Application::build(settings).await?;

@@ -15,7 +15,7 @@ use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 use secrecy::ExposeSecret;
-use ticketd_domain::TicketCreator;
+use ticketd_domain::{CircuitBreaker, TicketCreator};
 use ticketd_http::{HttpState, JwtVerifier};
 use ticketd_invgate::ReqwestInvGateClient;
 use ticketd_postgres::{PgTicketRepository, PoolConfig, connect_pool, run_migrations};
@@ -61,9 +61,12 @@ impl Application {
         let spool = FsRecordSpool::open(&settings.spool_dir)?;
         tracing::info!(spool.dir = %settings.spool_dir.display(), "spool ready");
         let service_config = settings.service_config();
-        let gateway = Failpoints::from_env(
-            ReqwestInvGateClient::new(settings.invgate)
-                .context("configuring the InvGate client")?,
+        let gateway = CircuitBreaker::new(
+            Failpoints::from_env(
+                ReqwestInvGateClient::new(settings.invgate)
+                    .context("configuring the InvGate client")?,
+            ),
+            settings.breaker,
         );
         let service = Arc::new(TicketCreator::new(
             gateway,
@@ -126,7 +129,11 @@ impl Application {
     }
 }
 
-type Service = TicketCreator<Failpoints<ReqwestInvGateClient>, PgTicketRepository, FsRecordSpool>;
+type Service = TicketCreator<
+    CircuitBreaker<Failpoints<ReqwestInvGateClient>>,
+    PgTicketRepository,
+    FsRecordSpool,
+>;
 
 /// The background loop: spool replay, then reconciliation of abandoned operations.
 struct Workers {

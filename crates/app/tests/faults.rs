@@ -135,3 +135,58 @@ async fn records_spooled_before_a_restart_are_stored_at_start_up() {
     assert_eq!(std::fs::read_dir(app.spool.path()).expect("dir").count(), 0);
     drop(restarted);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_invgate_failures_open_the_circuit_then_a_probe_closes_it() {
+    let db = ticketd_pgtemp::test_database().await.expect("database");
+    let sim = RunningSimulator::start().expect("simulator");
+    let app = SimApp::spawn_on(db.url(), sim, |args| {
+        args.breaker_threshold = Some("2".into());
+        args.breaker_cooldown_secs = Some("2".into());
+    })
+    .await;
+    let ticket = ticket();
+    assert_eq!(
+        app.post(&ticket, None).await.status(),
+        StatusCode::CREATED,
+        "user.by is cached from here on"
+    );
+    app.sim.sim.inject(
+        Fault::on(
+            "incident",
+            FaultKind::Status {
+                status: 500,
+                retry_after: None,
+                body: None,
+            },
+        )
+        .times(2),
+    );
+
+    for _ in 0..2 {
+        assert_eq!(
+            app.post(&ticket, None).await.status(),
+            StatusCode::BAD_GATEWAY
+        );
+    }
+    let sent_before = app.sim.sim.requests_to("POST", "incident").len();
+    let refused = app.post(&ticket, None).await;
+
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    assert_eq!(
+        refused.json::<Value>().await.expect("problem")["code"],
+        "UPSTREAM_UNAVAILABLE"
+    );
+    assert_eq!(
+        app.sim.sim.requests_to("POST", "incident").len(),
+        sent_before,
+        "refused without calling InvGate"
+    );
+
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    eventually("the circuit closes after the cool-down", async || {
+        app.post(&ticket, None).await.status() == StatusCode::CREATED
+    })
+    .await;
+}

@@ -5,6 +5,7 @@
 //! Turn on the `mocks` feature (in dev-dependencies only) to get mockall mocks of every port.
 
 pub mod attachment;
+pub mod breaker;
 pub mod caller;
 pub mod error;
 pub mod operation;
@@ -14,6 +15,7 @@ pub mod spool;
 pub mod ticket;
 
 pub use attachment::{Attachment, AttachmentName, Sha256Hex};
+pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use caller::{EmailAddress, EmailAddressError, InvGateUserId};
 pub use error::{
     CreateTicketError, FieldError, GatewayError, InvalidTicket, JournalError, StoreTicketError,

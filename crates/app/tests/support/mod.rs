@@ -54,13 +54,8 @@ pub fn serve_args(database_url: &str, invgate_uri: &str) -> ServeArgs {
         invgate_password: Some(INVGATE_KEY.into()),
         invgate_timeout_secs: Some("2".into()),
         jwt_secret: Some(JWT_SECRET.into()),
-        jwt_leeway_secs: None,
-        max_attachments: None,
-        max_attachment_bytes: None,
-        max_json_bytes: None,
-        operation_marker: None,
-        spool_dir: None,
         worker_interval_ms: Some("100".into()),
+        ..ServeArgs::default()
     }
 }
 
