@@ -12,7 +12,8 @@ CREATE TABLE ticket_operations (
                     CHECK (state IN ('in_flight', 'in_doubt', 'queued', 'succeeded', 'failed')),
     -- For failed operations: true when nothing was created, so the key may be used again.
     retryable       boolean     NOT NULL DEFAULT false,
-    requester_id    bigint      NOT NULL,
+    -- The caller's InvGate user; unknown for a ticket queued while InvGate was unreachable.
+    requester_id    bigint,
     -- X-Request-Id of the request that started (or last retook) the operation.
     request_id      text        NOT NULL,
     ticket          jsonb       NOT NULL,
@@ -35,5 +36,19 @@ CREATE TABLE ticket_operations (
 -- What the reconciler and the queue worker scan.
 CREATE INDEX ticket_operations_unsettled_idx ON ticket_operations (lease_until)
     WHERE state IN ('in_flight', 'in_doubt', 'queued');
+
+-- The queue worker takes queued tickets oldest first.
+CREATE INDEX ticket_operations_queued_idx ON ticket_operations (created_at) WHERE state = 'queued';
+
+-- The files of queued tickets, in chunks (so neither writing nor reading them needs a whole file
+-- in memory); any instance's worker can send them. Removed once the operation is settled.
+CREATE TABLE operation_file_chunks (
+    operation_id uuid    NOT NULL REFERENCES ticket_operations (id) ON DELETE CASCADE,
+    -- The file's position among the ticket's attachments.
+    position     integer NOT NULL,
+    chunk        integer NOT NULL,
+    data         bytea   NOT NULL,
+    PRIMARY KEY (operation_id, position, chunk)
+);
 
 ALTER TABLE tickets ADD COLUMN operation_id uuid UNIQUE REFERENCES ticket_operations (id);

@@ -135,7 +135,9 @@ type Service = TicketCreator<
     FsRecordSpool,
 >;
 
-/// The background loop: spool replay, then reconciliation of abandoned operations.
+/// The background loop: spool replay, reconciliation of abandoned operations, the queue of tickets
+/// accepted while InvGate was unavailable. Safe to run in any number of instances at once: the
+/// journal hands each operation to one of them (leases, `FOR UPDATE SKIP LOCKED`).
 struct Workers {
     stop: tokio::sync::watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -156,6 +158,9 @@ impl Workers {
                 }
                 if let Err(err) = service.reconcile().await {
                     tracing::warn!(error = ?err, "cannot reconcile operations now");
+                }
+                if let Err(err) = service.process_queue().await {
+                    tracing::warn!(error = ?err, "cannot work off the queue now");
                 }
             }
         });

@@ -273,3 +273,110 @@ async fn two_instances_given_the_same_key_at_once_create_one_ticket() {
     assert_eq!(first.sim.sim.incident_count(), 1);
     assert_eq!(first.ticket_count().await, 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn while_invgate_is_down_respond_async_queues_the_ticket_and_a_worker_creates_it_later() {
+    let (_db, app) = SimApp::spawn().await;
+    app.sim.sim.inject(
+        Fault::on(
+            "user.by",
+            FaultKind::Status {
+                status: 503,
+                retry_after: Some(60),
+                body: None,
+            },
+        )
+        .times(100),
+    );
+    let file = b"queued while InvGate was down".to_vec();
+    let form = reqwest::multipart::Form::new()
+        .text("request", valid_ticket().to_string())
+        .part(
+            "attachments[]",
+            reqwest::multipart::Part::bytes(file.clone())
+                .file_name("note.txt")
+                .mime_str("text/plain")
+                .expect("mime"),
+        );
+
+    let accepted = app
+        .http
+        .post(format!("{}/api/v1/tickets", app.base_url))
+        .bearer_auth(support::TestApp::token(support::ALICE))
+        .header("Prefer", "respond-async")
+        .multipart(form)
+        .send()
+        .await
+        .expect("answers");
+
+    assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+    assert_eq!(accepted.headers()["preference-applied"], "respond-async");
+    let location = accepted.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned();
+    assert!(
+        location.starts_with("/api/v1/tickets/operations/"),
+        "{location}"
+    );
+    let body: Value = accepted.json().await.expect("status");
+    assert_eq!(body["status"], "queued");
+    let status = |app: &SimApp| {
+        let url = format!("{}{location}", app.base_url);
+        let http = app.http.clone();
+        async move {
+            http.get(url)
+                .bearer_auth(support::TestApp::token(support::ALICE))
+                .send()
+                .await
+                .expect("answers")
+                .json::<Value>()
+                .await
+                .expect("status")
+        }
+    };
+    assert_eq!(status(&app).await["status"], "queued");
+    assert_eq!(app.sim.sim.incident_count(), 0);
+
+    app.sim.sim.clear_faults();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let created = loop {
+        let current = status(&app).await;
+        if current["status"] == "created" {
+            break current;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never created: {current}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+
+    let incident = app.sim.sim.incidents()[0].clone();
+    assert_eq!(created["inv_gate_id"], incident["id"]);
+    assert_eq!(
+        created["ticket"],
+        format!("/api/v1/tickets/{}", incident["id"])
+    );
+    let sent = app.sim.sim.requests_to("POST", "incident");
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].files[0].size,
+        file.len() as u64,
+        "the file made it through the queue"
+    );
+    assert_eq!(app.ticket_count().await, 1);
+
+    let foreign = app
+        .http
+        .get(format!("{}{location}", app.base_url))
+        .bearer_auth(support::TestApp::token("bob@example.com"))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(
+        foreign.status(),
+        StatusCode::NOT_FOUND,
+        "only the caller's own operations"
+    );
+}

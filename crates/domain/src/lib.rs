@@ -21,8 +21,8 @@ pub use error::{
     CreateTicketError, FieldError, GatewayError, InvalidTicket, JournalError, StoreTicketError,
 };
 pub use operation::{
-    Begun, Fingerprint, IdempotencyKey, IncidentSummary, MarkerTemplate, NewOperation, Operation,
-    OperationFailure, OperationId, OperationState, StoredAnswer, TicketSnapshot,
+    Begun, Fingerprint, IdempotencyKey, IncidentSummary, LoadedFiles, MarkerTemplate, NewOperation,
+    Operation, OperationFailure, OperationId, OperationState, StoredAnswer, TicketSnapshot,
 };
 pub use ports::{IncidentGateway, TicketRepository, TicketService};
 pub use service::{

@@ -311,7 +311,8 @@ pub struct Operation {
     pub answer: Option<StoredAnswer>,
     /// The `X-Request-Id` of the request that started it.
     pub request_id: String,
-    pub requester: InvGateUserId,
+    /// The caller's InvGate user; `None` for a ticket queued before it could be looked up.
+    pub requester: Option<InvGateUserId>,
     pub caller: String,
     pub ticket: TicketSnapshot,
     pub inv_gate_id: Option<IncidentId>,
@@ -329,7 +330,7 @@ pub struct NewOperation {
     pub key: Option<IdempotencyKey>,
     pub fingerprint: Fingerprint,
     pub request_id: String,
-    pub requester: InvGateUserId,
+    pub requester: Option<InvGateUserId>,
     pub ticket: TicketSnapshot,
     /// How long this instance owns the operation before others may consider it abandoned.
     pub lease: Duration,
@@ -343,6 +344,21 @@ pub enum Begun {
     Started,
     /// The caller already used this key: here is that operation.
     Existing(Box<Operation>),
+}
+
+/// Files of a queued ticket, brought back to local disk for sending. Whatever holds them on disk is
+/// released (and the files removed) when this is dropped.
+pub struct LoadedFiles {
+    pub attachments: Vec<crate::attachment::Attachment>,
+    pub guard: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for LoadedFiles {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedFiles")
+            .field("attachments", &self.attachments)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An incident as InvGate's list endpoints show it: enough to recognise an operation's marker.

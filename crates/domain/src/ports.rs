@@ -7,9 +7,10 @@ use serde_json::Value;
 use crate::caller::{EmailAddress, InvGateUserId};
 use std::time::Duration;
 
+use crate::attachment::Attachment;
 use crate::error::{CreateTicketError, GatewayError, JournalError, StoreTicketError};
 use crate::operation::{
-    Begun, IncidentSummary, NewOperation, Operation, OperationFailure, OperationId,
+    Begun, IncidentSummary, LoadedFiles, NewOperation, Operation, OperationFailure, OperationId,
 };
 use crate::service::{CreateOutcome, CreateRequest};
 use crate::ticket::{NewTicket, StoredTicket};
@@ -134,6 +135,51 @@ pub trait TicketRepository: Send + Sync + 'static {
         lease: Duration,
     ) -> Result<Vec<Operation>, JournalError>;
 
+    /// Moves an operation to the queue, for a worker to create when InvGate is back, not before
+    /// `delay` has passed. With `files`, their contents are stored with it (the spooled copies are
+    /// temporary); without, those stored earlier stay.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the queue cannot be written; then the operation is unchanged.
+    async fn queue_operation(
+        &self,
+        id: OperationId,
+        files: Option<Vec<Attachment>>,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), JournalError>;
+
+    /// Claims up to `limit` queued operations that are due, oldest first, and marks them in
+    /// flight with a lease of `lease`.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be read or written.
+    async fn claim_queued(
+        &self,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<Operation>, JournalError>;
+
+    /// Records the InvGate user an operation is for, once known.
+    ///
+    /// # Errors
+    /// [`JournalError`] when the journal cannot be written.
+    async fn set_requester(
+        &self,
+        id: OperationId,
+        requester: InvGateUserId,
+    ) -> Result<(), JournalError>;
+
+    /// Brings a queued operation's files back to local disk.
+    ///
+    /// # Errors
+    /// [`JournalError`] when they cannot be read.
+    async fn load_files(
+        &self,
+        id: OperationId,
+        ticket: &NewTicket,
+    ) -> Result<LoadedFiles, JournalError>;
+
     /// Reads one operation of `caller`.
     ///
     /// # Errors
@@ -161,4 +207,14 @@ pub trait TicketService: Send + Sync + 'static {
         ticket: NewTicket,
         request: CreateRequest,
     ) -> Result<CreateOutcome, CreateTicketError>;
+
+    /// An operation of the caller's, for the status resource of a queued ticket.
+    ///
+    /// # Errors
+    /// [`CreateTicketError::StoreUnavailable`] when the journal cannot be read.
+    async fn operation(
+        &self,
+        caller: &EmailAddress,
+        id: OperationId,
+    ) -> Result<Option<Operation>, CreateTicketError>;
 }

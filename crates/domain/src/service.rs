@@ -45,6 +45,8 @@ pub struct CreateRequest {
     pub idempotency_key: Option<IdempotencyKey>,
     /// The request id, kept with the operation (a replayed error names the first request).
     pub request_id: String,
+    /// `Prefer: respond-async`: when InvGate is unavailable, queue the ticket instead of failing.
+    pub respond_async: bool,
 }
 
 /// How a create ended.
@@ -57,7 +59,39 @@ pub enum CreateOutcome {
         answer: StoredAnswer,
         request_id: String,
     },
+    /// InvGate was unavailable and the caller accepts an asynchronous answer: the ticket is queued
+    /// durably and will be created when InvGate is back.
+    Queued { operation_id: OperationId },
 }
+
+/// Why an attempt to create an operation's incident did not end in a ticket.
+enum Unfinished {
+    /// InvGate was unavailable; the operation waits in the queue.
+    Queued,
+    Failed(CreateTicketError),
+}
+
+impl From<CreateTicketError> for Unfinished {
+    fn from(err: CreateTicketError) -> Self {
+        Self::Failed(err)
+    }
+}
+
+/// InvGate is unreachable or refusing work for now; nothing was created, so the ticket can wait.
+fn unavailable(err: &GatewayError) -> bool {
+    matches!(
+        err,
+        GatewayError::NotSent(_)
+            | GatewayError::RateLimited { .. }
+            | GatewayError::CircuitOpen { .. }
+    )
+}
+
+/// How long a queued ticket waits before the next try, when InvGate did not say.
+const QUEUE_RETRY: Duration = Duration::from_secs(5);
+
+/// Queued operations a worker takes per round.
+const QUEUE_BATCH: usize = 20;
 
 /// How long and how many `user.by` answers to remember. Only found users are remembered, so a user
 /// provisioned in InvGate a moment ago can create tickets at once.
@@ -154,6 +188,229 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
         Ok(replayed)
     }
 
+    /// Sends an operation's ticket to InvGate and settles the operation by the outcome. With
+    /// `queue`, an unavailable InvGate queues it (storing its files when `store_files`).
+    async fn attempt(
+        &self,
+        operation_id: OperationId,
+        caller: &EmailAddress,
+        requester: InvGateUserId,
+        ticket: NewTicket,
+        queue: bool,
+        store_files: bool,
+    ) -> Result<CreatedTicket, Unfinished> {
+        // The incident carries the operation id, so it can be found if its answer gets lost.
+        let mut marked = ticket.clone();
+        marked.description = ticket
+            .description
+            .with_suffix(&self.config.marker.render(operation_id));
+        let response = match self.gateway.create_incident(requester, &marked).await {
+            Ok(response) => response,
+            Err(err) if queue && unavailable(&err) => {
+                let delay = match &err {
+                    GatewayError::RateLimited {
+                        retry_after: Some(after),
+                    }
+                    | GatewayError::CircuitOpen { retry_after: after } => *after,
+                    _ => QUEUE_RETRY,
+                };
+                let files = store_files.then(|| ticket.attachments.clone());
+                return match self
+                    .enqueue(operation_id, files, delay, &err.to_string())
+                    .await
+                {
+                    Ok(()) => Err(Unfinished::Queued),
+                    Err(queue_err) => {
+                        self.fail(
+                            operation_id,
+                            OperationFailure {
+                                retryable: true,
+                                answer: None,
+                                reason: err.to_string(),
+                            },
+                        )
+                        .await;
+                        Err(Unfinished::Failed(queue_err))
+                    }
+                };
+            }
+            Err(err) => {
+                if err.created_nothing() {
+                    let answer = match &err {
+                        GatewayError::Rejected { message } => Some(StoredAnswer::Rejected {
+                            message: message.clone(),
+                        }),
+                        _ => None,
+                    };
+                    let retryable = answer.is_none();
+                    self.fail(
+                        operation_id,
+                        OperationFailure {
+                            retryable,
+                            answer,
+                            reason: err.to_string(),
+                        },
+                    )
+                    .await;
+                } else {
+                    self.doubt(operation_id, &err.to_string()).await;
+                }
+                return Err(Unfinished::Failed(err.into()));
+            }
+        };
+        let Some(inv_gate_id) = extract_incident_id(&response) else {
+            self.doubt(operation_id, "InvGate answered success without an id")
+                .await;
+            return Err(Unfinished::Failed(CreateTicketError::UpstreamFailed(
+                anyhow::anyhow!(
+                    "InvGate answered success without a usable request_id, id or incident_id"
+                ),
+            )));
+        };
+        tracing::Span::current().record("invgate.request_id", inv_gate_id.get());
+
+        let body = response.to_string();
+        let stored = StoredTicket {
+            id: Uuid::now_v7(),
+            operation_id: Some(operation_id),
+            inv_gate_id,
+            creator_email: caller.clone(),
+            creator_id: requester,
+            customer_id: requester,
+            ticket,
+            invgate_response: response,
+            created_at: Utc::now(),
+        };
+        if let Err(err) = self.repository.record_created(&stored, &body).await {
+            // The incident exists in InvGate and cannot be undone: the caller gets its ticket and
+            // the record waits, durably, for the database.
+            self.keep(&stored, &body, err).await;
+        }
+        Ok(CreatedTicket {
+            local_id: stored.id,
+            operation_id,
+            inv_gate_id,
+            body,
+        })
+    }
+
+    async fn enqueue(
+        &self,
+        operation_id: OperationId,
+        files: Option<Vec<crate::attachment::Attachment>>,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), CreateTicketError> {
+        self.repository
+            .queue_operation(operation_id, files, delay, reason)
+            .await
+            .map_err(CreateTicketError::StoreUnavailable)?;
+        tracing::info!(operation.id = %operation_id, retry_in_ms = delay.as_millis() as u64, "ticket queued until InvGate is available");
+        Ok(())
+    }
+
+    /// Creates queued tickets, oldest first, while InvGate takes them. Returns how many were
+    /// created.
+    ///
+    /// # Errors
+    /// When the journal cannot be read.
+    #[tracing::instrument(name = "queue", skip_all, fields(queue.claimed, queue.created))]
+    pub async fn process_queue(&self) -> Result<usize, JournalError> {
+        let claimed = self
+            .repository
+            .claim_queued(QUEUE_BATCH, self.config.call_lease)
+            .await?;
+        tracing::Span::current().record("queue.claimed", claimed.len());
+        let mut created = 0;
+        let mut claimed = claimed.into_iter();
+        for operation in claimed.by_ref() {
+            match self.work_off(&operation).await {
+                Ok(()) => created += 1,
+                Err(Unfinished::Queued) => {
+                    // InvGate is unavailable again: the rest of this batch waits too.
+                    break;
+                }
+                Err(Unfinished::Failed(err)) => {
+                    tracing::warn!(error = ?anyhow::Error::from(err), operation.id = %operation.id, "a queued ticket failed");
+                }
+            }
+        }
+        for rest in claimed {
+            if let Err(err) = self
+                .repository
+                .queue_operation(rest.id, None, QUEUE_RETRY, "InvGate unavailable")
+                .await
+            {
+                tracing::warn!(error = ?err, operation.id = %rest.id, "could not put a ticket back in the queue; its lease will");
+            }
+        }
+        tracing::Span::current().record("queue.created", created);
+        Ok(created)
+    }
+
+    async fn work_off(&self, operation: &Operation) -> Result<(), Unfinished> {
+        let caller = EmailAddress::parse(&operation.caller).map_err(|e| {
+            CreateTicketError::Unexpected(anyhow::anyhow!("a queued operation's caller: {e}"))
+        })?;
+        let requester = match operation.requester {
+            Some(requester) => requester,
+            None => match self.resolve_user(&caller).await {
+                Ok(requester) => {
+                    self.repository
+                        .set_requester(operation.id, requester)
+                        .await
+                        .map_err(CreateTicketError::StoreUnavailable)?;
+                    requester
+                }
+                Err(CreateTicketError::UpstreamUnavailable { retry_after }) => {
+                    self.enqueue(operation.id, None, retry_after, "InvGate unavailable")
+                        .await?;
+                    return Err(Unfinished::Queued);
+                }
+                Err(CreateTicketError::UpstreamBusy { retry_after }) => {
+                    self.enqueue(
+                        operation.id,
+                        None,
+                        retry_after.unwrap_or(QUEUE_RETRY),
+                        "InvGate busy",
+                    )
+                    .await?;
+                    return Err(Unfinished::Queued);
+                }
+                Err(err) => {
+                    // Not provisioned, or anything else that is no outage: nothing was created.
+                    self.fail(
+                        operation.id,
+                        OperationFailure {
+                            retryable: true,
+                            answer: None,
+                            reason: err.to_string(),
+                        },
+                    )
+                    .await;
+                    return Err(Unfinished::Failed(err));
+                }
+            },
+        };
+        let mut ticket = operation.ticket.to_ticket().map_err(|e| {
+            CreateTicketError::Unexpected(anyhow::anyhow!("a queued ticket is corrupt: {e}"))
+        })?;
+        let files = self
+            .repository
+            .load_files(operation.id, &ticket)
+            .await
+            .map_err(CreateTicketError::StoreUnavailable)?;
+        ticket.attachments.clone_from(&files.attachments);
+        let result = self
+            .attempt(operation.id, &caller, requester, ticket, true, false)
+            .await;
+        // The files are removed only after InvGate had them.
+        drop(files);
+        result.map(|created| {
+            tracing::info!(operation.id = %operation.id, invgate.request_id = created.inv_gate_id.get(), "created a queued ticket");
+        })
+    }
+
     /// Settles operations whose owner stopped caring: in doubt after a lost answer, or left in
     /// flight by a crash. Each is looked for in InvGate by its marker: found, it is adopted (the
     /// local record is written and the key's answer becomes a 201); proven absent, it fails
@@ -225,7 +482,10 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
             };
         }
         // Too old for the last hour's list: an incident still open can be found by its customer.
-        match self.gateway.open_incidents_of(operation.requester).await {
+        let Some(requester) = operation.requester else {
+            return false;
+        };
+        match self.gateway.open_incidents_of(requester).await {
             Ok(open) => match marked(&open) {
                 Some(id) => self.adopt(operation, id).await,
                 None => {
@@ -253,8 +513,10 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
                 return false;
             }
         };
-        let Ok(creator_email) = EmailAddress::parse(&operation.caller) else {
-            tracing::error!(operation.id = %operation.id, "an operation's caller is not an e-mail address");
+        let (Ok(creator_email), Some(requester)) =
+            (EmailAddress::parse(&operation.caller), operation.requester)
+        else {
+            tracing::error!(operation.id = %operation.id, "an operation in doubt lacks its caller or InvGate user");
             return false;
         };
         // InvGate's own answer was lost; this one has its documented shape.
@@ -269,8 +531,8 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
             operation_id: Some(operation.id),
             inv_gate_id,
             creator_email,
-            creator_id: operation.requester,
-            customer_id: operation.requester,
+            creator_id: requester,
+            customer_id: requester,
             ticket,
             invgate_response: response,
             created_at: Utc::now(),
@@ -402,8 +664,18 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketService
         ticket: NewTicket,
         request: CreateRequest,
     ) -> Result<CreateOutcome, CreateTicketError> {
-        let requester = self.resolve_user(caller).await?;
-        tracing::Span::current().record("invgate.user_id", requester.get());
+        let requester = match self.resolve_user(caller).await {
+            Ok(requester) => Some(requester),
+            // Queued, the ticket can wait for InvGate to tell who the caller is.
+            Err(
+                CreateTicketError::UpstreamUnavailable { .. }
+                | CreateTicketError::UpstreamBusy { .. },
+            ) if request.respond_async => None,
+            Err(err) => return Err(err),
+        };
+        if let Some(requester) = requester {
+            tracing::Span::current().record("invgate.user_id", requester.get());
+        }
 
         let operation = NewOperation {
             id: OperationId::new(),
@@ -422,69 +694,46 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketService
         };
         tracing::Span::current().record("operation.id", tracing::field::display(operation_id));
 
-        // The incident carries the operation id, so it can be found if its answer gets lost.
-        let mut marked = ticket.clone();
-        marked.description = ticket
-            .description
-            .with_suffix(&self.config.marker.render(operation_id));
-        let response = match self.gateway.create_incident(requester, &marked).await {
-            Ok(response) => response,
-            Err(err) => {
-                if err.created_nothing() {
-                    let answer = match &err {
-                        GatewayError::Rejected { message } => Some(StoredAnswer::Rejected {
-                            message: message.clone(),
-                        }),
-                        _ => None,
-                    };
-                    let retryable = answer.is_none();
-                    self.fail(
-                        operation_id,
-                        OperationFailure {
-                            retryable,
-                            answer,
-                            reason: err.to_string(),
-                        },
-                    )
-                    .await;
-                } else {
-                    self.doubt(operation_id, &err.to_string()).await;
-                }
-                return Err(err.into());
-            }
+        let Some(requester) = requester else {
+            return match self
+                .enqueue(
+                    operation_id,
+                    Some(ticket.attachments),
+                    QUEUE_RETRY,
+                    "InvGate unavailable",
+                )
+                .await
+            {
+                Ok(()) => Ok(CreateOutcome::Queued { operation_id }),
+                Err(err) => Err(err),
+            };
         };
-        let Some(inv_gate_id) = extract_incident_id(&response) else {
-            self.doubt(operation_id, "InvGate answered success without an id")
-                .await;
-            return Err(CreateTicketError::UpstreamFailed(anyhow::anyhow!(
-                "InvGate answered success without a usable request_id, id or incident_id"
-            )));
-        };
-        tracing::Span::current().record("invgate.request_id", inv_gate_id.get());
-
-        let body = response.to_string();
-        let stored = StoredTicket {
-            id: Uuid::now_v7(),
-            operation_id: Some(operation_id),
-            inv_gate_id,
-            creator_email: caller.clone(),
-            creator_id: requester,
-            customer_id: requester,
-            ticket,
-            invgate_response: response,
-            created_at: Utc::now(),
-        };
-        if let Err(err) = self.repository.record_created(&stored, &body).await {
-            // The incident exists in InvGate and cannot be undone: the caller gets its ticket and
-            // the record waits, durably, for the database.
-            self.keep(&stored, &body, err).await;
+        match self
+            .attempt(
+                operation_id,
+                caller,
+                requester,
+                ticket,
+                request.respond_async,
+                true,
+            )
+            .await
+        {
+            Ok(created) => Ok(CreateOutcome::Created(created)),
+            Err(Unfinished::Queued) => Ok(CreateOutcome::Queued { operation_id }),
+            Err(Unfinished::Failed(err)) => Err(err),
         }
-        Ok(CreateOutcome::Created(CreatedTicket {
-            local_id: stored.id,
-            operation_id,
-            inv_gate_id,
-            body,
-        }))
+    }
+
+    async fn operation(
+        &self,
+        caller: &EmailAddress,
+        id: OperationId,
+    ) -> Result<Option<Operation>, CreateTicketError> {
+        self.repository
+            .find_operation(&caller.normalized(), id)
+            .await
+            .map_err(CreateTicketError::StoreUnavailable)
     }
 }
 

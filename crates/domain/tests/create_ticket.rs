@@ -35,6 +35,7 @@ fn keyed(key: &str) -> CreateRequest {
     CreateRequest {
         idempotency_key: Some(IdempotencyKey::parse(key).expect("key")),
         request_id: "req-2".into(),
+        respond_async: false,
     }
 }
 
@@ -92,7 +93,7 @@ fn existing(
         retryable,
         answer,
         request_id: "req-1".into(),
-        requester: InvGateUserId::new(42),
+        requester: Some(InvGateUserId::new(42)),
         caller: "alice@example.com".into(),
         ticket: TicketSnapshot::from(&ticket()),
         inv_gate_id: None,
@@ -154,6 +155,7 @@ async fn a_ticket_is_journaled_created_with_its_marker_and_stored_with_invgates_
             CreateRequest {
                 idempotency_key: None,
                 request_id: "req-1".into(),
+                respond_async: false,
             },
         )
         .await
@@ -780,4 +782,187 @@ async fn when_invgate_cannot_be_listed_nothing_is_decided() {
         .expect("journal works");
 
     assert_eq!(settled, 0);
+}
+
+fn async_request() -> CreateRequest {
+    CreateRequest {
+        idempotency_key: None,
+        request_id: "req-async".into(),
+        respond_async: true,
+    }
+}
+
+#[tokio::test]
+async fn with_respond_async_an_unreachable_invgate_queues_the_ticket_with_its_files() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway
+        .expect_create_incident()
+        .times(1)
+        .returning(|_, _| Err(GatewayError::NotSent(anyhow::anyhow!("connection refused"))));
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_begin_operation()
+        .returning(|_| Ok(Begun::Started));
+    repository
+        .expect_queue_operation()
+        .withf(|_, files, _, _| files.is_some())
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+    repository.expect_record_failure().never();
+
+    let outcome = create(&creator(gateway, repository), async_request())
+        .await
+        .expect("accepted");
+
+    assert!(
+        matches!(outcome, CreateOutcome::Queued { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn with_respond_async_a_caller_invgate_cannot_look_up_now_is_queued_without_calling_create() {
+    let mut gateway = MockIncidentGateway::new();
+    gateway.expect_find_user_id_by_email().returning(|_| {
+        Err(GatewayError::CircuitOpen {
+            retry_after: Duration::from_secs(9),
+        })
+    });
+    gateway.expect_create_incident().never();
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_begin_operation()
+        .withf(|op| op.requester.is_none())
+        .returning(|_| Ok(Begun::Started));
+    repository
+        .expect_queue_operation()
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+
+    let outcome = create(&creator(gateway, repository), async_request())
+        .await
+        .expect("accepted");
+
+    assert!(
+        matches!(outcome, CreateOutcome::Queued { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test]
+async fn without_respond_async_an_unreachable_invgate_is_an_error_that_frees_the_key() {
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway.expect_create_incident().returning(|_, _| {
+        Err(GatewayError::CircuitOpen {
+            retry_after: Duration::from_secs(9),
+        })
+    });
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_begin_operation()
+        .returning(|_| Ok(Begun::Started));
+    repository.expect_queue_operation().never();
+    repository
+        .expect_record_failure()
+        .withf(|_, f| f.retryable)
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let err = create(&creator(gateway, repository), CreateRequest::default())
+        .await
+        .expect_err("unavailable");
+
+    assert!(
+        matches!(err, CreateTicketError::UpstreamUnavailable { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_queue_worker_looks_up_the_caller_and_creates_the_queued_ticket() {
+    let mut queued = existing(
+        OperationState::InFlight,
+        None,
+        Fingerprint::of(&ticket()),
+        false,
+    );
+    queued.requester = None;
+    let id = queued.id;
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway
+        .expect_create_incident()
+        .withf(|requester, _| *requester == InvGateUserId::new(42))
+        .times(1)
+        .returning(|_, _| Ok(json!({"request_id": 31})));
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_claim_queued()
+        .times(1)
+        .returning(move |_, _| Ok(vec![queued.clone()]));
+    repository
+        .expect_set_requester()
+        .withf(move |op, requester| *op == id && *requester == InvGateUserId::new(42))
+        .times(1)
+        .returning(|_, _| Ok(()));
+    repository.expect_load_files().times(1).returning(|_, _| {
+        Ok(ticketd_domain::LoadedFiles {
+            attachments: vec![],
+            guard: Box::new(()),
+        })
+    });
+    repository
+        .expect_record_created()
+        .withf(move |stored, _| stored.operation_id == Some(id) && stored.inv_gate_id.get() == 31)
+        .times(1)
+        .returning(|_, _| Ok(()));
+
+    let created = creator(gateway, repository)
+        .process_queue()
+        .await
+        .expect("journal works");
+
+    assert_eq!(created, 1);
+}
+
+#[tokio::test]
+async fn the_queue_worker_puts_tickets_back_while_invgate_is_still_unavailable() {
+    let queued: Vec<Operation> = (0..3)
+        .map(|_| {
+            existing(
+                OperationState::InFlight,
+                None,
+                Fingerprint::of(&ticket()),
+                false,
+            )
+        })
+        .collect();
+    let mut gateway = gateway_knowing_alice_as(42);
+    gateway.expect_create_incident().times(1).returning(|_, _| {
+        Err(GatewayError::RateLimited {
+            retry_after: Some(Duration::from_secs(20)),
+        })
+    });
+    let mut repository = MockTicketRepository::new();
+    repository
+        .expect_claim_queued()
+        .returning(move |_, _| Ok(queued.clone()));
+    repository.expect_set_requester().returning(|_, _| Ok(()));
+    repository.expect_load_files().returning(|_, _| {
+        Ok(ticketd_domain::LoadedFiles {
+            attachments: vec![],
+            guard: Box::new(()),
+        })
+    });
+    repository
+        .expect_queue_operation()
+        .withf(|_, files, _, _| files.is_none())
+        .times(3)
+        .returning(|_, _, _, _| Ok(()));
+
+    let created = creator(gateway, repository)
+        .process_queue()
+        .await
+        .expect("journal works");
+
+    assert_eq!(created, 0, "one call, then the rest of the batch waits");
 }

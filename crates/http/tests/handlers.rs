@@ -585,6 +585,14 @@ impl ticketd_domain::TicketService for PanicsOnce {
         assert!(!first, "first call panics on purpose");
         Ok(created(5))
     }
+
+    async fn operation(
+        &self,
+        _: &ticketd_domain::EmailAddress,
+        _: OperationId,
+    ) -> Result<Option<ticketd_domain::Operation>, CreateTicketError> {
+        Ok(None)
+    }
 }
 
 #[actix_web::test]
@@ -806,4 +814,119 @@ async fn idempotency_conflicts_and_an_unavailable_store_have_their_codes_and_ret
         );
         assert!(!body.to_string().contains("db down"));
     }
+}
+
+fn queued_operation(id: OperationId) -> ticketd_domain::Operation {
+    let draft = ticketd_domain::TicketDraft {
+        title: Some("t".into()),
+        description: Some("d".into()),
+        category_id: Some(1),
+        priority_id: Some(1),
+        type_id: Some(1),
+        ..ticketd_domain::TicketDraft::default()
+    };
+    let ticket = NewTicket::parse(
+        draft,
+        vec![],
+        chrono::Utc::now(),
+        chrono::Duration::seconds(60),
+    )
+    .expect("valid");
+    ticketd_domain::Operation {
+        id,
+        state: ticketd_domain::OperationState::Queued,
+        fingerprint: ticketd_domain::Fingerprint::of(&ticket),
+        retryable: false,
+        answer: None,
+        request_id: "r".into(),
+        requester: None,
+        caller: "alice@example.com".into(),
+        ticket: ticketd_domain::TicketSnapshot::from(&ticket),
+        inv_gate_id: None,
+        reason: Some("InvGate unavailable".into()),
+        created_at: chrono::Utc::now(),
+        attempt_started_at: chrono::Utc::now(),
+    }
+}
+
+#[actix_web::test]
+async fn prefer_respond_async_reaches_the_service_and_a_queued_ticket_is_202_with_its_status_resource()
+ {
+    let id = OperationId::new();
+    let mut service = MockTicketService::new();
+    service
+        .expect_create_ticket()
+        .withf(|_, _, request| request.respond_async)
+        .times(1)
+        .returning(move |_, _, _| Ok(CreateOutcome::Queued { operation_id: id }));
+    service
+        .expect_operation()
+        .withf(move |caller, wanted| caller.as_str() == "alice@example.com" && *wanted == id)
+        .returning(move |_, _| Ok(Some(queued_operation(id))));
+    let request = json_request(&valid_json()).insert_header(("Prefer", "wait=10, respond-async"));
+
+    let (status, headers, body) = call(state(service, Limits::default()), request).await;
+
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eq!(
+        headers.get(header::LOCATION).and_then(|v| v.to_str().ok()),
+        Some(format!("/api/v1/tickets/operations/{id}").as_str())
+    );
+    assert_eq!(
+        headers.get("preference-applied").map(|v| v.as_bytes()),
+        Some(&b"respond-async"[..])
+    );
+    assert_eq!(body["status"], "queued");
+    assert_eq!(body["reason"], "InvGate unavailable");
+}
+
+#[actix_web::test]
+async fn an_operation_is_shown_to_its_caller_and_is_404_for_anyone_else_or_a_bad_id() {
+    let id = OperationId::new();
+    let mut service = MockTicketService::new();
+    service.expect_operation().returning(move |caller, _| {
+        Ok((caller.as_str() == "alice@example.com").then(|| queued_operation(id)))
+    });
+    let app = test::init_service(app(state(service, Limits::default()))).await;
+    let get = |path: String, email: &str| {
+        TestRequest::get()
+            .uri(&path)
+            .insert_header((
+                header::AUTHORIZATION,
+                format!("Bearer {}", token_for(email)),
+            ))
+            .to_request()
+    };
+
+    let own = test::call_service(
+        &app,
+        get(
+            format!("/api/v1/tickets/operations/{id}"),
+            "alice@example.com",
+        ),
+    )
+    .await;
+    assert_eq!(own.status(), StatusCode::OK);
+    assert!(
+        own.headers().contains_key(header::RETRY_AFTER),
+        "still queued: poll again"
+    );
+    let foreign = test::call_service(
+        &app,
+        get(
+            format!("/api/v1/tickets/operations/{id}"),
+            "bob@example.com",
+        ),
+    )
+    .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+    let bad = test::call_service(
+        &app,
+        get(
+            "/api/v1/tickets/operations/not-a-uuid".into(),
+            "alice@example.com",
+        ),
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::NOT_FOUND);
 }

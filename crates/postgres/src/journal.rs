@@ -15,7 +15,7 @@ use ticketd_domain::{
 use uuid::Uuid;
 
 use crate::repository::NewTicketRow;
-use crate::schema::{ticket_operations, tickets};
+use crate::schema::{operation_file_chunks, ticket_operations, tickets};
 
 fn lease_end(lease: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
@@ -29,7 +29,7 @@ struct NewOperationRow<'a> {
     idempotency_key: Option<&'a str>,
     fingerprint: &'a str,
     state: &'static str,
-    requester_id: i64,
+    requester_id: Option<i64>,
     request_id: &'a str,
     ticket: Value,
     lease_until: DateTime<Utc>,
@@ -46,7 +46,7 @@ pub struct OperationRow {
     pub fingerprint: String,
     pub state: String,
     pub retryable: bool,
-    pub requester_id: i64,
+    pub requester_id: Option<i64>,
     pub request_id: String,
     pub ticket: Value,
     pub inv_gate_id: Option<i64>,
@@ -75,7 +75,7 @@ impl TryFrom<OperationRow> for Operation {
                 .transpose()
                 .context("reading a stored answer")?,
             request_id: row.request_id,
-            requester: InvGateUserId::new(row.requester_id),
+            requester: row.requester_id.map(InvGateUserId::new),
             caller: row.caller,
             ticket: serde_json::from_value::<TicketSnapshot>(row.ticket)
                 .context("reading a ticket snapshot")?,
@@ -102,7 +102,7 @@ pub(crate) async fn begin(
         idempotency_key: op.key.as_ref().map(|k| k.as_str()),
         fingerprint: op.fingerprint.as_str(),
         state: op.state.as_str(),
-        requester_id: op.requester.get(),
+        requester_id: op.requester.map(InvGateUserId::get),
         request_id: &op.request_id,
         ticket: serde_json::to_value(&op.ticket).map_err(|e| JournalError(e.into()))?,
         lease_until: lease_end(op.lease),
@@ -204,6 +204,12 @@ pub(crate) async fn record_created(
                 ))
                 .execute(conn)
                 .await?;
+                diesel::delete(
+                    operation_file_chunks::table
+                        .filter(operation_file_chunks::operation_id.eq(operation)),
+                )
+                .execute(conn)
+                .await?;
             }
             Ok(())
         }
@@ -240,6 +246,13 @@ pub(crate) async fn record_failure(
     .execute(conn)
     .await
     .map_err(journal_error("recording a failed operation"))?;
+    // A failed operation will not be sent again: its queued files can go.
+    diesel::delete(
+        operation_file_chunks::table.filter(operation_file_chunks::operation_id.eq(id.get())),
+    )
+    .execute(conn)
+    .await
+    .map_err(journal_error("removing a failed operation's files"))?;
     Ok(())
 }
 
@@ -321,4 +334,185 @@ pub(crate) async fn claim_unsettled(
         .map(Operation::try_from)
         .collect::<Result<_, _>>()
         .map_err(JournalError)
+}
+
+/// Files are stored and read back in pieces of this size, so memory never holds a whole file.
+const CHUNK_BYTES: usize = 1024 * 1024;
+
+pub(crate) async fn queue(
+    conn: &mut AsyncPgConnection,
+    id: OperationId,
+    files: Option<Vec<ticketd_domain::Attachment>>,
+    delay: Duration,
+    reason: &str,
+) -> Result<(), JournalError> {
+    let reason = reason.to_owned();
+    conn.transaction::<_, anyhow::Error, _>(async move |conn| {
+        if let Some(files) = files {
+            diesel::delete(
+                operation_file_chunks::table
+                    .filter(operation_file_chunks::operation_id.eq(id.get())),
+            )
+            .execute(conn)
+            .await?;
+            for (position, file) in files.iter().enumerate() {
+                store_file(conn, id, i32::try_from(position)?, &file.path).await?;
+            }
+        }
+        diesel::update(
+            ticket_operations::table
+                .filter(ticket_operations::id.eq(id.get()))
+                .filter(ticket_operations::state.eq_any([
+                    OperationState::InFlight.as_str(),
+                    OperationState::Queued.as_str(),
+                ])),
+        )
+        .set((
+            ticket_operations::state.eq(OperationState::Queued.as_str()),
+            ticket_operations::reason.eq(&reason),
+            ticket_operations::lease_until.eq(lease_end(delay)),
+            ticket_operations::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| JournalError(e.context("queueing an operation")))
+}
+
+async fn store_file(
+    conn: &mut AsyncPgConnection,
+    id: OperationId,
+    position: i32,
+    path: &std::path::Path,
+) -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt;
+    let mut file = tokio::fs::File::open(path)
+        .await
+        .with_context(|| format!("opening {}", path.display()))?;
+    let mut chunk = 0i32;
+    loop {
+        let mut data = Vec::with_capacity(CHUNK_BYTES);
+        (&mut file)
+            .take(CHUNK_BYTES as u64)
+            .read_to_end(&mut data)
+            .await?;
+        if data.is_empty() && chunk > 0 {
+            return Ok(());
+        }
+        let last = data.len() < CHUNK_BYTES;
+        diesel::insert_into(operation_file_chunks::table)
+            .values((
+                operation_file_chunks::operation_id.eq(id.get()),
+                operation_file_chunks::position.eq(position),
+                operation_file_chunks::chunk.eq(chunk),
+                operation_file_chunks::data.eq(data),
+            ))
+            .execute(conn)
+            .await?;
+        if last {
+            return Ok(());
+        }
+        chunk += 1;
+    }
+}
+
+pub(crate) async fn claim_queued(
+    conn: &mut AsyncPgConnection,
+    limit: usize,
+    lease: Duration,
+) -> Result<Vec<Operation>, JournalError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .transaction::<_, diesel::result::Error, _>(async move |conn| {
+            let ids: Vec<Uuid> = ticket_operations::table
+                .filter(ticket_operations::state.eq(OperationState::Queued.as_str()))
+                .filter(ticket_operations::lease_until.le(Utc::now()))
+                .order(ticket_operations::created_at.asc())
+                .limit(limit)
+                .select(ticket_operations::id)
+                .for_update()
+                .skip_locked()
+                .load(conn)
+                .await?;
+            let now = Utc::now();
+            let mut rows: Vec<OperationRow> =
+                diesel::update(ticket_operations::table.filter(ticket_operations::id.eq_any(&ids)))
+                    .set((
+                        ticket_operations::state.eq(OperationState::InFlight.as_str()),
+                        ticket_operations::lease_until.eq(lease_end(lease)),
+                        ticket_operations::attempt_started_at.eq(now),
+                        ticket_operations::attempts.eq(ticket_operations::attempts + 1),
+                        ticket_operations::updated_at.eq(now),
+                    ))
+                    .returning(OperationRow::as_returning())
+                    .get_results(conn)
+                    .await?;
+            rows.sort_by_key(|r| r.created_at);
+            Ok(rows)
+        })
+        .await
+        .map_err(journal_error("claiming queued operations"))?;
+    rows.into_iter()
+        .map(Operation::try_from)
+        .collect::<Result<_, _>>()
+        .map_err(JournalError)
+}
+
+pub(crate) async fn set_requester(
+    conn: &mut AsyncPgConnection,
+    id: OperationId,
+    requester: InvGateUserId,
+) -> Result<(), JournalError> {
+    diesel::update(ticket_operations::table.filter(ticket_operations::id.eq(id.get())))
+        .set((
+            ticket_operations::requester_id.eq(requester.get()),
+            ticket_operations::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+        .map_err(journal_error("recording an operation's InvGate user"))?;
+    Ok(())
+}
+
+pub(crate) async fn load_files(
+    conn: &mut AsyncPgConnection,
+    id: OperationId,
+    ticket: &ticketd_domain::NewTicket,
+) -> Result<ticketd_domain::LoadedFiles, JournalError> {
+    use tokio::io::AsyncWriteExt;
+    let load = async {
+        let dir = tempfile::Builder::new()
+            .prefix("ticketd-queued-")
+            .tempdir()?;
+        let mut attachments = Vec::with_capacity(ticket.attachments.len());
+        for (position, attachment) in ticket.attachments.iter().enumerate() {
+            let position = i32::try_from(position)?;
+            let path = dir.path().join(format!("{position}"));
+            let mut file = tokio::fs::File::create(&path).await?;
+            for chunk in 0.. {
+                let data: Option<Vec<u8>> = operation_file_chunks::table
+                    .filter(operation_file_chunks::operation_id.eq(id.get()))
+                    .filter(operation_file_chunks::position.eq(position))
+                    .filter(operation_file_chunks::chunk.eq(chunk))
+                    .select(operation_file_chunks::data)
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let Some(data) = data else { break };
+                file.write_all(&data).await?;
+            }
+            file.flush().await?;
+            let mut attachment = attachment.clone();
+            attachment.path = path;
+            attachments.push(attachment);
+        }
+        anyhow::Ok(ticketd_domain::LoadedFiles {
+            attachments,
+            guard: Box::new(dir),
+        })
+    };
+    load.await
+        .map_err(|e| JournalError(e.context("loading a queued ticket's files")))
 }

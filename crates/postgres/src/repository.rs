@@ -14,8 +14,8 @@ use std::time::Duration as StdDuration;
 use ticketd_domain::ports::TicketRepository;
 
 use ticketd_domain::{
-    Attachment, Begun, JournalError, NewOperation, Operation, OperationFailure, OperationId,
-    StoreTicketError, StoredTicket,
+    Attachment, Begun, InvGateUserId, JournalError, LoadedFiles, NewOperation, NewTicket,
+    Operation, OperationFailure, OperationId, StoreTicketError, StoredTicket,
 };
 use uuid::Uuid;
 
@@ -284,6 +284,47 @@ impl TicketRepository for PgTicketRepository {
     ) -> Result<(), JournalError> {
         crate::journal::record_in_doubt(&mut *self.journal_connection().await?, id, lease, reason)
             .await
+    }
+
+    async fn queue_operation(
+        &self,
+        id: OperationId,
+        files: Option<Vec<Attachment>>,
+        delay: StdDuration,
+        reason: &str,
+    ) -> Result<(), JournalError> {
+        crate::journal::queue(
+            &mut *self.journal_connection().await?,
+            id,
+            files,
+            delay,
+            reason,
+        )
+        .await
+    }
+
+    async fn claim_queued(
+        &self,
+        limit: usize,
+        lease: StdDuration,
+    ) -> Result<Vec<Operation>, JournalError> {
+        crate::journal::claim_queued(&mut *self.journal_connection().await?, limit, lease).await
+    }
+
+    async fn set_requester(
+        &self,
+        id: OperationId,
+        requester: InvGateUserId,
+    ) -> Result<(), JournalError> {
+        crate::journal::set_requester(&mut *self.journal_connection().await?, id, requester).await
+    }
+
+    async fn load_files(
+        &self,
+        id: OperationId,
+        ticket: &NewTicket,
+    ) -> Result<LoadedFiles, JournalError> {
+        crate::journal::load_files(&mut *self.journal_connection().await?, id, ticket).await
     }
 
     async fn claim_unsettled(

@@ -32,7 +32,7 @@ diesel::table! {
         fingerprint -> Text,
         state -> Text,
         retryable -> Bool,
-        requester_id -> Int8,
+        requester_id -> Nullable<Int8>,
         request_id -> Text,
         ticket -> Jsonb,
         inv_gate_id -> Nullable<Int8>,
@@ -46,5 +46,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    operation_file_chunks (operation_id, position, chunk) {
+        operation_id -> Uuid,
+        position -> Int4,
+        chunk -> Int4,
+        data -> Bytea,
+    }
+}
+
 diesel::joinable!(tickets -> ticket_operations (operation_id));
-diesel::allow_tables_to_appear_in_same_query!(tickets, ticket_operations);
+diesel::joinable!(operation_file_chunks -> ticket_operations (operation_id));
+diesel::allow_tables_to_appear_in_same_query!(tickets, ticket_operations, operation_file_chunks);

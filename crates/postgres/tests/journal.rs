@@ -41,7 +41,7 @@ fn operation(caller: &str, key: Option<&str>, title: &str) -> NewOperation {
         key: key.map(|k| IdempotencyKey::parse(k).expect("key")),
         fingerprint: Fingerprint::of(&t),
         request_id: "req-1".into(),
-        requester: InvGateUserId::new(42),
+        requester: Some(InvGateUserId::new(42)),
         ticket: TicketSnapshot::from(&t),
         lease: Duration::from_secs(60),
         state: OperationState::InFlight,
@@ -54,8 +54,8 @@ fn stored(op: &NewOperation, inv_gate_id: i64) -> StoredTicket {
         operation_id: Some(op.id),
         inv_gate_id: IncidentId::parse(inv_gate_id).expect("id"),
         creator_email: op.caller.clone(),
-        creator_id: op.requester,
-        customer_id: op.requester,
+        creator_id: InvGateUserId::new(42),
+        customer_id: InvGateUserId::new(42),
         ticket: op.ticket.to_ticket().expect("snapshot is valid"),
         invgate_response: json!({"request_id": inv_gate_id}),
         created_at: DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("instant"),
@@ -327,4 +327,95 @@ async fn concurrent_claims_never_take_the_same_operation() {
         }
     }
     assert_eq!(total, 20);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_queued_operations_files_are_stored_in_chunks_and_come_back_byte_for_byte() {
+    let (_db, journal) = journal().await;
+    let bytes: Vec<u8> = (0..2_600_000u32).map(|i| (i % 241) as u8).collect();
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    std::fs::write(file.path(), &bytes).expect("written");
+    let attachment = ticketd_domain::Attachment {
+        name: ticketd_domain::AttachmentName::sanitize("dump.bin"),
+        content_type: "application/octet-stream".into(),
+        size: bytes.len() as u64,
+        sha256: ticketd_domain::Sha256Hex::parse(&"a".repeat(64)).expect("hex"),
+        path: file.path().to_path_buf(),
+    };
+    let mut op = operation("a@example.com", None, "queued");
+    let mut with_file = op.ticket.to_ticket().expect("ticket");
+    with_file.attachments = vec![attachment.clone()];
+    op.ticket = TicketSnapshot::from(&with_file);
+    journal.begin_operation(&op).await.expect("journaled");
+
+    journal
+        .queue_operation(
+            op.id,
+            Some(vec![attachment]),
+            Duration::ZERO,
+            "InvGate down",
+        )
+        .await
+        .expect("queued");
+    let queued = journal
+        .find_operation("a@example.com", op.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(queued.state, OperationState::Queued);
+    let claimed = journal
+        .claim_queued(10, Duration::from_secs(60))
+        .await
+        .expect("claims");
+    assert_eq!(claimed.iter().map(|o| o.id).collect::<Vec<_>>(), [op.id]);
+    assert_eq!(claimed[0].state, OperationState::InFlight);
+    assert!(
+        journal
+            .claim_queued(10, Duration::from_secs(60))
+            .await
+            .expect("claims")
+            .is_empty()
+    );
+
+    let loaded = journal.load_files(op.id, &with_file).await.expect("loads");
+
+    assert_eq!(loaded.attachments.len(), 1);
+    assert_eq!(
+        std::fs::read(&loaded.attachments[0].path).expect("file"),
+        bytes
+    );
+    assert_eq!(loaded.attachments[0].name.as_str(), "dump.bin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_operations_are_claimed_oldest_first_once_due() {
+    let (_db, journal) = journal().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let op = operation("a@example.com", None, &format!("q{i}"));
+        journal.begin_operation(&op).await.expect("journaled");
+        ids.push(op.id);
+    }
+    for id in ids.iter().rev() {
+        journal
+            .queue_operation(*id, None, Duration::ZERO, "down")
+            .await
+            .expect("queued");
+    }
+    let later = operation("a@example.com", None, "later");
+    journal.begin_operation(&later).await.expect("journaled");
+    journal
+        .queue_operation(later.id, None, Duration::from_secs(3600), "down")
+        .await
+        .expect("queued");
+
+    let claimed: Vec<_> = journal
+        .claim_queued(10, Duration::from_secs(60))
+        .await
+        .expect("claims")
+        .iter()
+        .map(|o| o.id)
+        .collect();
+
+    assert_eq!(claimed, ids, "oldest first, and not the one due in an hour");
 }
