@@ -244,6 +244,8 @@ impl TempCluster {
     }
 
     /// Stops the server but keeps its files, as a database outage would (for fault tests).
+    /// A fast (not immediate) shutdown: the cluster runs with `synchronous_commit=off`, and an
+    /// immediate stop would lose transactions the server already reported committed.
     ///
     /// # Errors
     /// When `pg_ctl stop` fails.
@@ -252,7 +254,7 @@ impl TempCluster {
             .command("pg_ctl")
             .arg("-D")
             .arg(self.data_dir())
-            .args(["-m", "immediate", "-w", "stop"])
+            .args(["-m", "fast", "-w", "stop"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
