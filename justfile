@@ -29,6 +29,11 @@ migrate:
 sim *ARGS:
     cargo run -p ticketd-invgate-sim -- {{ARGS}}
 
+# A bigger soak than CI's: thousands of creates under random faults and a database outage; the
+# figures land in target/soak/results.json (see docs/reliability.md).
+soak requests="3000" concurrency="32":
+    TICKETD_SOAK_REQUESTS={{requests}} TICKETD_SOAK_CONCURRENCY={{concurrency}} cargo test -p ticketd --test soak -- --nocapture
+
 # The whole CI, as it runs on a clean clone.
 ci:
     bash .ci/run

@@ -190,3 +190,80 @@ async fn repeated_invgate_failures_open_the_circuit_then_a_probe_closes_it() {
     })
     .await;
 }
+
+/// Posts with `key` until the answer is final (not 409, not a retryable 5xx), as a patient client.
+async fn until_final(app: &SimApp, ticket: &Value, key: &str) -> (StatusCode, Vec<StatusCode>) {
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let mut seen = Vec::new();
+    loop {
+        let status = app.post(ticket, Some(key)).await.status();
+        seen.push(status);
+        let transient = status == StatusCode::CONFLICT || status.is_server_error();
+        if !transient {
+            return (status, seen);
+        }
+        assert!(Instant::now() < deadline, "never settled: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn under_every_invgate_fault_a_retrying_client_gets_exactly_one_ticket() {
+    let cases: Vec<(&str, FaultKind, StatusCode)> = vec![
+        (
+            "500",
+            FaultKind::Status {
+                status: 500,
+                retry_after: None,
+                body: None,
+            },
+            StatusCode::BAD_GATEWAY,
+        ),
+        (
+            "429",
+            FaultKind::Status {
+                status: 429,
+                retry_after: Some(30),
+                body: None,
+            },
+            StatusCode::SERVICE_UNAVAILABLE,
+        ),
+        ("hang", FaultKind::Hang, StatusCode::GATEWAY_TIMEOUT),
+        ("drop", FaultKind::Drop, StatusCode::BAD_GATEWAY),
+        ("garbage", FaultKind::Garbage, StatusCode::BAD_GATEWAY),
+        (
+            "late answer",
+            FaultKind::AnswerLate { ms: 1500 },
+            StatusCode::GATEWAY_TIMEOUT,
+        ),
+    ];
+    let runs = cases
+        .into_iter()
+        .map(|(name, fault, first_status)| async move {
+            let db = ticketd_pgtemp::test_database().await.expect("database");
+            let sim = RunningSimulator::start().expect("simulator");
+            let app = SimApp::spawn_on(db.url(), sim, |args| {
+                args.invgate_timeout_secs = Some("1".into())
+            })
+            .await;
+            app.sim.sim.inject(Fault::on("incident", fault));
+            let ticket = ticket();
+
+            let (last, seen) = until_final(&app, &ticket, "fault").await;
+
+            assert_eq!(seen[0], first_status, "{name}: first answer");
+            assert_eq!(last, StatusCode::CREATED, "{name}: {seen:?}");
+            assert_eq!(
+                app.sim.sim.incident_count(),
+                1,
+                "{name}: exactly one incident"
+            );
+            assert_eq!(
+                app.ticket_count().await,
+                1,
+                "{name}: exactly one local record"
+            );
+            drop(db);
+        });
+    futures_util::future::join_all(runs).await;
+}

@@ -282,3 +282,61 @@ async fn a_crash_between_invgates_answer_and_the_local_write_is_recovered_after_
         .status();
     let _ = restarted.wait();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_ticketd_processes_given_the_same_key_at_once_create_one_incident() {
+    let db = test_database().await.expect("database");
+    let sim = invgate_sim::RunningSimulator::start().expect("simulator");
+    sim.sim.inject(
+        invgate_sim::Fault::on("incident", invgate_sim::FaultKind::Delay { ms: 300 }).times(8),
+    );
+    let creds = sim.sim.credentials().clone();
+    let env = [
+        ("INVGATE_USERNAME", creds.username.as_str()),
+        ("INVGATE_PASSWORD", creds.password.as_str()),
+    ];
+    let (spool_a, spool_b) = (support::spool_dir(), support::spool_dir());
+    let (mut a, address_a, _logs_a) =
+        start_serving_with(db.url(), &sim.uri(), spool_a.path(), &env);
+    let (mut b, address_b, _logs_b) =
+        start_serving_with(db.url(), &sim.uri(), spool_b.path(), &env);
+    ticketd_invgate::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let mut ticket = valid_ticket();
+    ticket.as_object_mut().expect("object").remove("related_to");
+
+    let requests = (0..8).map(|i| {
+        let address = if i % 2 == 0 { &address_a } else { &address_b };
+        http.post(format!("http://{address}/api/v1/tickets"))
+            .bearer_auth(TestApp::token(ALICE))
+            .header("Idempotency-Key", "two-processes")
+            .json(&ticket)
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(requests)
+        .await
+        .into_iter()
+        .map(|r| r.expect("answers").status().as_u16())
+        .collect();
+
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 409),
+        "{statuses:?}"
+    );
+    assert_eq!(sim.sim.incident_count(), 1);
+    assert_eq!(
+        support::count(db.url(), "SELECT count(*) AS n FROM tickets").await,
+        1
+    );
+    for child in [&mut a, &mut b] {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let _ = child.wait();
+    }
+}

@@ -200,6 +200,12 @@ impl Simulator {
         }
     }
 
+    /// How many injected fault calls are still to come.
+    #[must_use]
+    pub fn pending_faults(&self) -> u32 {
+        lock(&self.inner.faults).iter().map(|f| f.times).sum()
+    }
+
     pub fn clear_faults(&self) {
         lock(&self.inner.faults).clear();
     }

@@ -226,6 +226,20 @@ impl SimApp {
     pub async fn ticket_count(&self) -> i64 {
         count(&self.database_url, "SELECT count(*) AS n FROM tickets").await
     }
+
+    /// Posts `body` as Alice under `key`; `None` when no answer came at all.
+    pub async fn post_quietly(&self, body: &Value, key: &str) -> Option<u16> {
+        self.http
+            .post(format!("{}/api/v1/tickets", self.base_url))
+            .bearer_auth(TestApp::token(ALICE))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    }
 }
 
 /// Runs a `SELECT count(*) AS n …`.
@@ -244,6 +258,22 @@ pub async fn count(database_url: &str, sql: &str) -> i64 {
         .await
         .expect("counts")
         .n
+}
+
+/// Runs a `SELECT … AS t` returning one text, if any row.
+pub async fn first_text(database_url: &str, sql: &str) -> Option<String> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Text {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        t: String,
+    }
+    let mut conn = AsyncPgConnection::establish(database_url).await.ok()?;
+    diesel::sql_query(sql)
+        .get_result::<Text>(&mut conn)
+        .await
+        .ok()
+        .map(|r| r.t)
 }
 
 impl Drop for SimApp {
