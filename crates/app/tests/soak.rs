@@ -123,24 +123,11 @@ async fn a_soak_with_random_faults_and_retrying_clients_loses_nothing_and_duplic
         .await,
     );
 
-    // Faults: at random, about one call in three, for as long as clients are busy. Never more than
-    // a couple pending, or they would pile up and starve the last clients.
+    // Faults: before each attempt, at random, a fault for the next InvGate call (whichever client
+    // it hits). A few pending at most, or they would pile up and starve the last clients.
+    let fault_percent = setting("TICKETD_SOAK_FAULT_PERCENT", 15);
     let faults: Arc<Mutex<BTreeMap<&'static str, u64>>> = Arc::default();
     let done = Arc::new(AtomicUsize::new(0));
-    let injector = {
-        let (app, rng, faults, done) = (app.clone(), rng.clone(), faults.clone(), done.clone());
-        tokio::spawn(async move {
-            while done.load(Ordering::Relaxed) < requests as usize {
-                if app.sim.sim.pending_faults() < 2 && rng.below(2) == 0 {
-                    let (name, fault) = random_fault(&rng);
-                    app.sim.sim.inject(fault);
-                    *faults.lock().expect("lock").entry(name).or_default() += 1;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
-            app.sim.sim.clear_faults();
-        })
-    };
     // The database goes away once, a third of the way in.
     let outage = {
         let done = done.clone();
@@ -163,6 +150,7 @@ async fn a_soak_with_random_faults_and_retrying_clients_loses_nothing_and_duplic
     let next = Arc::new(AtomicUsize::new(0));
     let clients = (0..concurrency).map(|_| {
         let (app, statuses, next, done) = (app.clone(), statuses.clone(), next.clone(), done.clone());
+        let (rng, faults) = (rng.clone(), faults.clone());
         tokio::spawn(async move {
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
@@ -174,6 +162,11 @@ async fn a_soak_with_random_faults_and_retrying_clients_loses_nothing_and_duplic
                 let deadline = Instant::now() + Duration::from_secs(120);
                 let mut seen = Vec::new();
                 loop {
+                    if app.sim.sim.pending_faults() < 4 && rng.below(100) < fault_percent {
+                        let (name, fault) = random_fault(&rng);
+                        app.sim.sim.inject(fault);
+                        *faults.lock().expect("lock").entry(name).or_default() += 1;
+                    }
                     // 0: no answer at all (the connection broke); retried like a 5xx.
                     let status = app.post_quietly(&ticket, &key).await.unwrap_or(0);
                     *statuses.lock().expect("lock").entry(status).or_default() += 1;
@@ -201,7 +194,7 @@ async fn a_soak_with_random_faults_and_retrying_clients_loses_nothing_and_duplic
     for client in clients {
         client.await.expect("client");
     }
-    injector.await.expect("injector");
+    app.sim.sim.clear_faults();
     let _cluster = outage.await.expect("outage");
 
     // Let the workers settle whatever is still in doubt or spooled.
@@ -231,6 +224,7 @@ async fn a_soak_with_random_faults_and_retrying_clients_loses_nothing_and_duplic
         "requests": requests,
         "concurrency": concurrency,
         "seed": seed,
+        "fault_percent": fault_percent,
         "seconds": started.elapsed().as_secs_f64(),
         "client_attempts": attempts,
         "answers_by_status": statuses.lock().expect("lock").iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
