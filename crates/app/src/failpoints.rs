@@ -1,8 +1,9 @@
 //! Test-only crash points, for proving what survives a `kill -9` at the worst moment.
 //!
-//! With `TICKETD_FAILPOINT=abort-after-invgate-create` the process aborts right after InvGate
-//! answered a create and before anything is written locally: the incident exists, the journal
-//! still says "in flight". Unset (always, in production) the wrapper only forwards.
+//! With `TICKETD_FAILPOINT=freeze-after-invgate-create` the request that InvGate just answered
+//! stops right there, before anything is written locally, so a test can `kill -9` the process at
+//! exactly that moment: the incident exists, the journal still says "in flight". Unset (always, in
+//! production) the wrapper only forwards.
 
 use async_trait::async_trait;
 use serde_json::Value;
@@ -11,24 +12,26 @@ use ticketd_domain::{
 };
 
 const VARIABLE: &str = "TICKETD_FAILPOINT";
-const ABORT_AFTER_CREATE: &str = "abort-after-invgate-create";
+const FREEZE_AFTER_CREATE: &str = "freeze-after-invgate-create";
 
 /// An [`IncidentGateway`] that may crash the process on purpose.
 #[derive(Debug)]
 pub(crate) struct Failpoints<G> {
     inner: G,
-    abort_after_create: bool,
+    freeze_after_create: bool,
 }
 
 impl<G> Failpoints<G> {
     pub(crate) fn from_env(inner: G) -> Self {
-        let abort_after_create = std::env::var(VARIABLE).is_ok_and(|v| v == ABORT_AFTER_CREATE);
-        if abort_after_create {
-            tracing::warn!("failpoint armed: the process aborts after InvGate's next create");
+        let freeze_after_create = std::env::var(VARIABLE).is_ok_and(|v| v == FREEZE_AFTER_CREATE);
+        if freeze_after_create {
+            tracing::warn!(
+                "failpoint armed: creates freeze after InvGate answers, waiting to be killed"
+            );
         }
         Self {
             inner,
-            abort_after_create,
+            freeze_after_create,
         }
     }
 }
@@ -48,8 +51,8 @@ impl<G: IncidentGateway> IncidentGateway for Failpoints<G> {
         ticket: &NewTicket,
     ) -> Result<Value, GatewayError> {
         let answer = self.inner.create_incident(requester, ticket).await;
-        if self.abort_after_create && answer.is_ok() {
-            std::process::abort();
+        if self.freeze_after_create && answer.is_ok() {
+            std::future::pending::<()>().await;
         }
         answer
     }

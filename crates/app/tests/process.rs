@@ -109,8 +109,8 @@ fn start_serving_with(
         .env("JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "debug")
         .envs(extra_env.iter().copied())
-        // Anything the process leaves in its working directory (a core dump after an abort)
-        // goes away with the test's temporary spool.
+        // Anything the process leaves in its working directory goes away with the test's
+        // temporary spool.
         .current_dir(spool)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
@@ -223,7 +223,7 @@ async fn a_crash_between_invgates_answer_and_the_local_write_is_recovered_after_
         ("TICKETD_WORKER_INTERVAL_MS", "100"),
     ];
     let mut armed = env.to_vec();
-    armed.push(("TICKETD_FAILPOINT", "abort-after-invgate-create"));
+    armed.push(("TICKETD_FAILPOINT", "freeze-after-invgate-create"));
     let (mut child, address, _logs) =
         start_serving_with(db.url(), &sim.uri(), spool.path(), &armed);
     ticketd_invgate::install_crypto_provider();

@@ -597,7 +597,9 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
         }
     }
 
-    /// Journals the operation, or finds the key's earlier one. `Ok(None)` means: replay that.
+    /// Journals the operation, or finds the key's earlier one: `Ok(Ok(id))` is the operation to
+    /// work on (new, or retaken after a failure that created nothing), `Ok(Err(replay))` the key's
+    /// first answer.
     async fn begin(
         &self,
         operation: &NewOperation,

@@ -109,14 +109,17 @@ async fn a_key_is_scoped_to_its_caller_and_a_second_use_finds_the_first_operatio
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_first_uses_of_a_key_start_exactly_one_operation() {
     let (_db, journal) = journal().await;
-    let attempts = (0..12).map(|_| {
-        let journal = journal.clone();
-        tokio::spawn(async move {
-            journal
-                .begin_operation(&operation("a@example.com", Some("race"), "t"))
-                .await
+    // Collected first: spawning lazily while awaiting would run them one after the other.
+    let attempts: Vec<_> = (0..12)
+        .map(|_| {
+            let journal = journal.clone();
+            tokio::spawn(async move {
+                journal
+                    .begin_operation(&operation("a@example.com", Some("race"), "t"))
+                    .await
+            })
         })
-    });
+        .collect();
     let mut started = 0;
     for attempt in attempts {
         if attempt.await.expect("task").expect("journal works") == Begun::Started {
@@ -314,10 +317,12 @@ async fn concurrent_claims_never_take_the_same_operation() {
         journal.begin_operation(&op).await.expect("journaled");
     }
 
-    let claims = (0..4).map(|_| {
-        let journal = journal.clone();
-        tokio::spawn(async move { journal.claim_unsettled(7, Duration::from_secs(60)).await })
-    });
+    let claims: Vec<_> = (0..4)
+        .map(|_| {
+            let journal = journal.clone();
+            tokio::spawn(async move { journal.claim_unsettled(7, Duration::from_secs(60)).await })
+        })
+        .collect();
     let mut seen = std::collections::HashSet::new();
     let mut total = 0;
     for claim in claims {

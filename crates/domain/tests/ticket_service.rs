@@ -1,4 +1,5 @@
-//! The create use case over mocked ports.
+//! The ticket service over mocked ports: creating (with idempotency keys, the spool and the
+//! respond-async queue), reconciling operations in doubt, and working off the queue.
 
 use std::time::Duration;
 
