@@ -242,15 +242,31 @@ async fn a_crash_between_invgates_answer_and_the_local_write_is_recovered_after_
         }
     };
 
-    assert!(
-        post(address).await.is_err(),
-        "the process died before answering"
-    );
+    let frozen = tokio::spawn(post(address));
+    // InvGate has answered (the incident exists); the request is frozen before the local write.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while sim.sim.incident_count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "InvGate never got the create"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let killed = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
     let status = tokio::task::spawn_blocking(move || child.wait())
         .await
         .expect("task")
         .expect("exits");
     assert!(!status.success());
+    assert!(
+        frozen.await.expect("task").is_err(),
+        "the client never got an answer"
+    );
     assert_eq!(sim.sim.incident_count(), 1, "InvGate created the incident");
     assert_eq!(
         support::count(db.url(), "SELECT count(*) AS n FROM tickets").await,
