@@ -22,6 +22,9 @@ CREATE TABLE ticket_operations (
     -- {"kind":"rejected","message"}.
     answer          jsonb,
     reason          text,
+    -- Whether it was ever queued: its files are then in operation_file_chunks, and an interrupted
+    -- attempt goes back to the queue rather than failing.
+    was_queued      boolean     NOT NULL DEFAULT false,
     attempts        integer     NOT NULL DEFAULT 1,
     -- When the current attempt started: InvGate may have created the incident from then on.
     attempt_started_at timestamptz NOT NULL DEFAULT now(),

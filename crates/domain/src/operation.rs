@@ -317,6 +317,9 @@ pub struct Operation {
     pub ticket: TicketSnapshot,
     pub inv_gate_id: Option<IncidentId>,
     pub reason: Option<String>,
+    /// It was queued at some point: its files are kept with it, and an interrupted attempt goes
+    /// back to the queue.
+    pub was_queued: bool,
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// When the current attempt started: InvGate may have created the incident from then on.
     pub attempt_started_at: chrono::DateTime<chrono::Utc>,

@@ -464,6 +464,25 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
         let age = Utc::now().signed_duration_since(operation.attempt_started_at);
         let covered =
             chrono::Duration::from_std(LAST_HOUR_COVERAGE).is_ok_and(|coverage| age < coverage);
+        if last_hour.is_some() && covered && operation.was_queued {
+            // Accepted with a 202: the promise was to create it, so it goes back to the queue.
+            return match self
+                .repository
+                .queue_operation(
+                    operation.id,
+                    None,
+                    Duration::ZERO,
+                    "retrying after an interrupted attempt",
+                )
+                .await
+            {
+                Ok(()) => true,
+                Err(err) => {
+                    tracing::warn!(error = ?err, operation.id = %operation.id, "could not requeue an operation");
+                    false
+                }
+            };
+        }
         if last_hour.is_some() && covered {
             let failure = OperationFailure {
                 retryable: true,

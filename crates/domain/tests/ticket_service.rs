@@ -99,6 +99,7 @@ fn existing(
         ticket: TicketSnapshot::from(&ticket()),
         inv_gate_id: None,
         reason: None,
+        was_queued: false,
         created_at: Utc::now(),
         attempt_started_at: Utc::now(),
     }
@@ -966,4 +967,29 @@ async fn the_queue_worker_puts_tickets_back_while_invgate_is_still_unavailable()
         .expect("journal works");
 
     assert_eq!(created, 0, "one call, then the rest of the batch waits");
+}
+
+#[tokio::test]
+async fn an_accepted_ticket_whose_attempt_was_interrupted_goes_back_to_the_queue_instead_of_failing()
+ {
+    let mut operation = claimed(3);
+    operation.was_queued = true;
+    let mut gateway = MockIncidentGateway::new();
+    gateway
+        .expect_incidents_created_last_hour()
+        .returning(|| Ok(vec![]));
+    let mut repository = MockTicketRepository::new();
+    repository.expect_record_failure().never();
+    repository
+        .expect_queue_operation()
+        .withf(|_, files, delay, _| files.is_none() && delay.is_zero())
+        .times(1)
+        .returning(|_, _, _, _| Ok(()));
+
+    let settled = reconciling(&operation, gateway, repository)
+        .reconcile()
+        .await
+        .expect("journal works");
+
+    assert_eq!(settled, 1);
 }

@@ -844,6 +844,7 @@ fn queued_operation(id: OperationId) -> ticketd_domain::Operation {
         ticket: ticketd_domain::TicketSnapshot::from(&ticket),
         inv_gate_id: None,
         reason: Some("InvGate unavailable".into()),
+        was_queued: true,
         created_at: chrono::Utc::now(),
         attempt_started_at: chrono::Utc::now(),
     }

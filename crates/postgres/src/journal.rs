@@ -52,6 +52,7 @@ pub struct OperationRow {
     pub inv_gate_id: Option<i64>,
     pub answer: Option<Value>,
     pub reason: Option<String>,
+    pub was_queued: bool,
     pub attempts: i32,
     pub attempt_started_at: DateTime<Utc>,
     pub lease_until: DateTime<Utc>,
@@ -81,6 +82,7 @@ impl TryFrom<OperationRow> for Operation {
                 .context("reading a ticket snapshot")?,
             inv_gate_id: row.inv_gate_id.and_then(|id| IncidentId::parse(id).ok()),
             reason: row.reason,
+            was_queued: row.was_queued,
             created_at: row.created_at,
             attempt_started_at: row.attempt_started_at,
         })
@@ -369,6 +371,7 @@ pub(crate) async fn queue(
         )
         .set((
             ticket_operations::state.eq(OperationState::Queued.as_str()),
+            ticket_operations::was_queued.eq(true),
             ticket_operations::reason.eq(&reason),
             ticket_operations::lease_until.eq(lease_end(delay)),
             ticket_operations::updated_at.eq(Utc::now()),
@@ -504,6 +507,13 @@ pub(crate) async fn load_files(
                 file.write_all(&data).await?;
             }
             file.flush().await?;
+            let written = tokio::fs::metadata(&path).await?.len();
+            // Never send a file that did not come back whole.
+            anyhow::ensure!(
+                written == attachment.size,
+                "file {position} of the queued ticket has {written} of its {} bytes",
+                attachment.size
+            );
             let mut attachment = attachment.clone();
             attachment.path = path;
             attachments.push(attachment);

@@ -38,6 +38,7 @@ diesel::table! {
         inv_gate_id -> Nullable<Int8>,
         answer -> Nullable<Jsonb>,
         reason -> Nullable<Text>,
+        was_queued -> Bool,
         attempts -> Int4,
         attempt_started_at -> Timestamptz,
         lease_until -> Timestamptz,

@@ -424,3 +424,33 @@ async fn queued_operations_are_claimed_oldest_first_once_due() {
 
     assert_eq!(claimed, ids, "oldest first, and not the one due in an hour");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn files_that_do_not_come_back_whole_are_refused() {
+    let (_db, journal) = journal().await;
+    let mut op = operation("a@example.com", None, "queued");
+    let mut with_file = op.ticket.to_ticket().expect("ticket");
+    with_file.attachments = vec![ticketd_domain::Attachment {
+        name: ticketd_domain::AttachmentName::sanitize("lost.bin"),
+        content_type: "application/octet-stream".into(),
+        size: 10,
+        sha256: ticketd_domain::Sha256Hex::parse(&"b".repeat(64)).expect("hex"),
+        path: std::path::PathBuf::new(),
+    }];
+    op.ticket = TicketSnapshot::from(&with_file);
+    journal.begin_operation(&op).await.expect("journaled");
+
+    // Queued without its file: nothing to load back.
+    journal
+        .queue_operation(op.id, None, Duration::ZERO, "down")
+        .await
+        .expect("queued");
+
+    assert!(journal.load_files(op.id, &with_file).await.is_err());
+    let queued = journal
+        .find_operation("a@example.com", op.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert!(queued.was_queued);
+}
