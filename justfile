@@ -29,8 +29,7 @@ migrate:
 sim *ARGS:
     cargo run -p ticketd-invgate-sim -- {{ARGS}}
 
-# A bigger soak than CI's: thousands of creates under random faults and a database outage; the
-# figures land in target/soak/results.json (see docs/reliability.md).
+# Thousands of creates under random faults and a database outage; figures in target/soak/results.json.
 soak requests="3000" concurrency="32":
     TICKETD_SOAK_REQUESTS={{requests}} TICKETD_SOAK_CONCURRENCY={{concurrency}} cargo test -p ticketd --test soak -- --nocapture
 
