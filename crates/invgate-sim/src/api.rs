@@ -275,12 +275,9 @@ fn check_new_incident(world: &World, params: &Params) -> Result<NewIncident, Str
     })
 }
 
-fn create_incident(world: &mut World, params: &Params) -> HttpResponse {
-    let new = match check_new_incident(world, params) {
-        Ok(new) => new,
-        Err(message) => return precondition(message),
-    };
-    let files = params
+/// Keeps the metadata of the files sent as `attachments[]` and returns their ids.
+fn store_attachments(world: &mut World, params: &Params) -> Vec<i64> {
+    params
         .files_named("attachments")
         .map(|f| {
             world.store_file(
@@ -290,7 +287,15 @@ fn create_incident(world: &mut World, params: &Params) -> HttpResponse {
                 f.sha256.clone(),
             )
         })
-        .collect();
+        .collect()
+}
+
+fn create_incident(world: &mut World, params: &Params) -> HttpResponse {
+    let new = match check_new_incident(world, params) {
+        Ok(new) => new,
+        Err(message) => return precondition(message),
+    };
+    let files = store_attachments(world, params);
     let id = world.create_incident(new, files, now());
     HttpResponse::Ok()
         .json(json!({"status": "OK", "info": "Request created successfully", "request_id": id}))
@@ -424,17 +429,7 @@ fn add_comment(world: &mut World, params: &Params) -> HttpResponse {
         Ok(checked) => checked,
         Err(message) => return precondition(message),
     };
-    let attachments = params
-        .files_named("attachments")
-        .map(|f| {
-            world.store_file(
-                f.name.clone(),
-                f.content_type.clone(),
-                f.size,
-                f.sha256.clone(),
-            )
-        })
-        .collect();
+    let attachments = store_attachments(world, params);
     world.add_comment(Comment {
         id: 0,
         request_id,
