@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
+use unicode_normalization::UnicodeNormalization;
 
 /// Longest file name we pass on, in bytes (the common file-system limit).
 pub const NAME_MAX_BYTES: usize = 255;
@@ -11,8 +12,12 @@ pub const NAME_MAX_BYTES: usize = 255;
 /// The name given to a file that arrives without a usable one.
 pub const FALLBACK_NAME: &str = "attachment";
 
-/// A file name safe to store and to pass to InvGate: no directory part, no control characters,
-/// at most [`NAME_MAX_BYTES`] bytes, never empty.
+/// Longest extension kept whole when a long name is shortened.
+const EXTENSION_MAX_BYTES: usize = 16;
+
+/// A file name safe to store and to pass to InvGate: Unicode NFC, no directory part, no control
+/// or invisible direction-changing characters, no leading dot, not a Windows device name, at most
+/// [`NAME_MAX_BYTES`] bytes, never empty. Letters of any script and emoji are kept as they are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(transparent)]
 pub struct AttachmentName(String);
@@ -22,19 +27,65 @@ impl AttachmentName {
     /// (`C:\Users\me\scan.pdf`), and the file is still worth keeping.
     #[must_use]
     pub fn sanitize(raw: &str) -> Self {
-        let base = raw.rsplit(['/', '\\']).next().unwrap_or_default();
-        let cleaned: String = base.chars().filter(|c| !c.is_control()).collect();
-        let trimmed = cleaned.trim();
-        if trimmed.is_empty() || trimmed == "." || trimmed == ".." {
+        // NFC first: the same name typed on macOS (decomposed) and Windows (composed) is one name.
+        let composed: String = raw.nfc().collect();
+        let base = composed.rsplit(['/', '\\']).next().unwrap_or_default();
+        let cleaned: String = base.chars().filter(|c| !is_hidden_or_control(*c)).collect();
+        // Leading dots make hidden files (and `..`); trailing dots and spaces vanish on Windows.
+        let trimmed = cleaned
+            .trim_start_matches(|c: char| c == '.' || c.is_whitespace())
+            .trim_end_matches(|c: char| c == '.' || c.is_whitespace());
+        if trimmed.is_empty() {
             return Self(FALLBACK_NAME.to_owned());
         }
-        Self(truncate_to_bytes(trimmed, NAME_MAX_BYTES).to_owned())
+        let name = if is_windows_device_name(trimmed) {
+            format!("_{trimmed}")
+        } else {
+            trimmed.to_owned()
+        };
+        Self(shorten(&name))
     }
 
     #[must_use]
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// Control characters, and the invisible format characters used to disguise names
+/// (`invoice\u{202E}fdp.exe` shows as `invoiceexe.pdf`).
+fn is_hidden_or_control(c: char) -> bool {
+    c.is_control()
+        || matches!(c,
+            '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}' | '\u{FEFF}' | '\u{FFF9}'..='\u{FFFB}')
+}
+
+/// `CON`, `NUL`, `COM1`, … (with any extension) cannot be created on Windows.
+fn is_windows_device_name(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or(name).trim_end();
+    let upper = stem.to_ascii_uppercase();
+    matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || ((upper.starts_with("COM") || upper.starts_with("LPT"))
+            && upper.len() == 4
+            && upper.as_bytes()[3].is_ascii_digit())
+}
+
+/// Cuts a name to [`NAME_MAX_BYTES`] on a character boundary, keeping a short extension.
+fn shorten(name: &str) -> String {
+    if name.len() <= NAME_MAX_BYTES {
+        return name.to_owned();
+    }
+    if let Some((stem, extension)) = name.rsplit_once('.')
+        && !stem.is_empty()
+        && extension.len() < EXTENSION_MAX_BYTES
+    {
+        let stem = truncate_to_bytes(stem, NAME_MAX_BYTES - extension.len() - 1);
+        return format!("{}.{extension}", stem.trim_end());
+    }
+    truncate_to_bytes(name, NAME_MAX_BYTES)
+        .trim_end_matches(|c: char| c == '.' || c.is_whitespace())
+        .to_owned()
 }
 
 fn truncate_to_bytes(s: &str, max: usize) -> &str {
@@ -104,7 +155,7 @@ mod tests {
             AttachmentName::sanitize("re\u{0}port\n.txt").as_str(),
             "report.txt"
         );
-        for empty in ["", "  ", "dir/", "..", "\u{7}"] {
+        for empty in ["", "  ", "dir/", "..", "\u{7}", "...", ". ."] {
             assert_eq!(
                 AttachmentName::sanitize(empty).as_str(),
                 FALLBACK_NAME,
@@ -125,11 +176,42 @@ mod tests {
     }
 
     #[test]
+    fn names_are_composed_and_stripped_of_hidden_direction_marks_and_leading_dots() {
+        // "é" as e + combining acute becomes the single code point.
+        assert_eq!(AttachmentName::sanitize("cafe\u{301}.txt").as_str(), "caf\u{e9}.txt");
+        assert_eq!(
+            AttachmentName::sanitize("invoice\u{202E}fdp.exe").as_str(),
+            "invoicefdp.exe"
+        );
+        assert_eq!(AttachmentName::sanitize(".bashrc").as_str(), "bashrc");
+        assert_eq!(AttachmentName::sanitize("..\u{200B}.env").as_str(), "env");
+        assert_eq!(AttachmentName::sanitize("report. . ").as_str(), "report");
+    }
+
+    #[test]
+    fn windows_device_names_are_prefixed() {
+        assert_eq!(AttachmentName::sanitize("CON").as_str(), "_CON");
+        assert_eq!(AttachmentName::sanitize("nul.txt").as_str(), "_nul.txt");
+        assert_eq!(AttachmentName::sanitize("com1.log").as_str(), "_com1.log");
+        assert_eq!(AttachmentName::sanitize("console.txt").as_str(), "console.txt");
+    }
+
+    #[test]
+    fn a_long_name_keeps_its_extension() {
+        let name = AttachmentName::sanitize(&format!("{}.pdf", "a".repeat(300)));
+        assert_eq!(name.as_str().len(), NAME_MAX_BYTES);
+        assert!(name.as_str().ends_with("a.pdf"));
+    }
+
+    #[test]
     fn non_ascii_names_survive() {
         assert_eq!(
             AttachmentName::sanitize("отчёт 📎.pdf").as_str(),
             "отчёт 📎.pdf"
         );
+        for name in ["報告書.pdf", "تقرير.docx", "😀 scan.png", "Ünïcödé.txt"] {
+            assert_eq!(AttachmentName::sanitize(name).as_str(), name);
+        }
     }
 
     #[test]

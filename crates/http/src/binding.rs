@@ -4,10 +4,17 @@
 //! Files are streamed to temporary files while being measured and hashed, so memory does not grow
 //! with their size; the temporary files live exactly as long as the returned [`BoundTicket`].
 
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
 use actix_multipart::{Field, Multipart};
+use actix_web::error::PayloadError;
 use actix_web::http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use actix_web::{HttpRequest, web};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tempfile::TempPath;
@@ -15,10 +22,18 @@ use ticketd_domain::{Attachment, AttachmentName, FieldError, NewTicket, Sha256He
 use tokio::io::AsyncWriteExt;
 
 use crate::Limits;
+use crate::files::{SNIFF_BYTES, vet};
 use crate::problem::ApiError;
 
 /// Text parts (ticket fields) a multipart body may have besides its files.
 const MAX_TEXT_PARTS: usize = 64;
+
+/// How deeply JSON may nest. A ticket is flat (depth 2 with `related_to`); the limit only keeps
+/// hostile bodies from making the parser recurse.
+pub(crate) const MAX_JSON_DEPTH: usize = 32;
+
+/// A request body whose chunks must each arrive within the idle timeout.
+type Body = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
 
 /// The order fields are reported in, matching the documented body.
 const FIELD_ORDER: [&str; 11] = [
@@ -62,11 +77,14 @@ pub(crate) async fn bind_ticket(
         .to_ascii_lowercase();
     let is_json = essence == "application/json"
         || (essence.starts_with("application/") && essence.ends_with("+json"));
-    let (fields, attachments, files) = if is_json {
-        let object = read_json(req, payload, limits).await?;
-        (object, Vec::new(), Vec::new())
+    let timed_out = Rc::new(Cell::new(false));
+    let body = with_idle_timeout(payload, limits.body_idle_timeout, timed_out.clone());
+    let read = if is_json {
+        read_json(req, body, limits)
+            .await
+            .map(|object| (object, Vec::new(), Vec::new()))
     } else if essence == "multipart/form-data" {
-        read_multipart(req, payload, limits).await?
+        read_multipart(req, body, limits).await
     } else {
         return Err(ApiError::UnsupportedMediaType(format!(
             "Content-Type must be application/json or multipart/form-data, not {:?}",
@@ -77,11 +95,45 @@ pub(crate) async fn bind_ticket(
             }
         )));
     };
+    // A stalled client surfaces as a read error somewhere in the body; it is a timeout.
+    let (fields, attachments, files) = match read {
+        Err(_) if timed_out.get() => {
+            tracing::info!("the client stopped sending the body");
+            return Err(ApiError::RequestTimeout);
+        }
+        other => other?,
+    };
     let ticket = to_ticket(&fields, attachments, limits)?;
     Ok(BoundTicket {
         ticket,
         spooled: files,
     })
+}
+
+/// The body as a stream that fails when no bytes arrive for `idle` (slow-loris uploads), setting
+/// `timed_out` so the failure is reported as 408 rather than as a malformed body.
+fn with_idle_timeout(payload: web::Payload, idle: Duration, timed_out: Rc<Cell<bool>>) -> Body {
+    Box::pin(futures_util::stream::unfold(
+        Some(payload),
+        move |state| {
+            let timed_out = timed_out.clone();
+            async move {
+                let mut payload = state?;
+                match tokio::time::timeout(idle, payload.next()).await {
+                    Ok(Some(item)) => Some((item, Some(payload))),
+                    Ok(None) => None,
+                    Err(_) => {
+                        timed_out.set(true);
+                        let error = std::io::Error::new(
+                            std::io::ErrorKind::TimedOut,
+                            "no body bytes within the idle timeout",
+                        );
+                        Some((Err(PayloadError::Io(error)), None))
+                    }
+                }
+            }
+        },
+    ))
 }
 
 fn declared_length(req: &HttpRequest) -> Option<u64> {
@@ -97,7 +149,7 @@ fn too_large_json(limit: usize) -> ApiError {
 
 async fn read_json(
     req: &HttpRequest,
-    mut payload: web::Payload,
+    mut payload: Body,
     limits: &Limits,
 ) -> Result<Map<String, Value>, ApiError> {
     let limit = limits.max_json_bytes;
@@ -124,6 +176,12 @@ fn parse_object(bytes: &[u8], field: &str) -> Result<Map<String, Value>, ApiErro
             "is empty; expected a JSON object",
         ));
     }
+    if nests_deeper_than(bytes, MAX_JSON_DEPTH) {
+        return Err(ApiError::malformed(
+            field,
+            format!("nests deeper than {MAX_JSON_DEPTH} levels"),
+        ));
+    }
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(object)) => Ok(object),
         Ok(_) => Err(ApiError::malformed(field, "must be a JSON object")),
@@ -134,11 +192,43 @@ fn parse_object(bytes: &[u8], field: &str) -> Result<Map<String, Value>, ApiErro
     }
 }
 
+/// Whether JSON text opens more than `max` arrays/objects at once (strings skipped), checked
+/// before parsing so the parser never recurses that deep.
+pub(crate) fn nests_deeper_than(bytes: &[u8], max: usize) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for &b in bytes {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 type Multiparts = (Map<String, Value>, Vec<Attachment>, Vec<TempPath>);
 
 async fn read_multipart(
     req: &HttpRequest,
-    payload: web::Payload,
+    payload: Body,
     limits: &Limits,
 ) -> Result<Multiparts, ApiError> {
     let mut multipart = Multipart::new(req.headers(), payload);
@@ -279,10 +369,18 @@ async fn spool(
     limits: &Limits,
 ) -> Result<(Attachment, TempPath), ApiError> {
     let name = AttachmentName::sanitize(raw_name);
-    let content_type = field.content_type().map_or_else(
-        || "application/octet-stream".to_owned(),
-        ToString::to_string,
-    );
+    let declared = field.content_type().map(ToString::to_string);
+    let check = |head: &[u8]| {
+        vet(head, name.as_str(), declared.as_deref(), &limits.attachment_policy).map_err(
+            |refusal| {
+                tracing::info!(attachment.name = %name.as_str(), reason = %refusal, "attachment refused");
+                ApiError::UnsupportedMediaType(format!(
+                    "attachment {:?} {refusal}",
+                    name.as_str()
+                ))
+            },
+        )
+    };
     let internal = |context: &'static str| {
         move |e: std::io::Error| {
             tracing::error!(error = %e, "{context}");
@@ -302,9 +400,19 @@ async fn spool(
     let mut file = tokio::fs::File::from_std(file);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
+    let mut head = Vec::new();
+    let mut vetted = None;
     while let Some(chunk) = field.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::malformed("attachments", format!("could not be read: {e}")))?;
+        if vetted.is_none() {
+            let wanted = (SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..wanted]);
+            if head.len() == SNIFF_BYTES {
+                // Decided as soon as the window is full: a refused file is not read further.
+                vetted = Some(check(&head)?);
+            }
+        }
         size += chunk.len() as u64;
         if size > limits.max_attachment_bytes {
             return Err(ApiError::PayloadTooLarge(format!(
@@ -319,11 +427,15 @@ async fn spool(
             .map_err(internal("spooling an upload"))?;
     }
     file.flush().await.map_err(internal("spooling an upload"))?;
+    let vetted = match vetted {
+        Some(vetted) => vetted,
+        None => check(&head)?,
+    };
     let sha256 =
         Sha256Hex::parse(&hex::encode(hasher.finalize())).map_err(|_| ApiError::Internal)?;
     let attachment = Attachment {
         name,
-        content_type,
+        content_type: vetted.content_type,
         size,
         sha256,
         path: path.to_path_buf(),

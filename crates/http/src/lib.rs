@@ -6,20 +6,26 @@
 
 mod auth;
 mod binding;
+mod files;
 mod middleware;
 mod problem;
+mod ratelimit;
 mod routes;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, web};
 use ticketd_domain::TicketService;
 
-pub use auth::{AuthError, Caller, JwtVerifier, mint_hs256_token};
+pub use auth::Caller;
+pub use files::{AttachmentPolicy, Category, Refusal, Vetted, sniff, vet};
+pub use ticketd_auth::{AuthError, Verifier, mint_hs256_token};
 pub use problem::ApiError;
+pub use ratelimit::{Decision, RateLimit, RateLimiter};
 
 /// Request size limits and binding rules.
 #[derive(Debug, Clone)]
@@ -34,6 +40,12 @@ pub struct Limits {
     pub leeway: chrono::Duration,
     /// Where uploads wait on disk while a request runs; the system's temp dir when `None`.
     pub upload_dir: Option<PathBuf>,
+    /// The families of files a ticket may carry.
+    pub attachment_policy: AttachmentPolicy,
+    /// How long the body may stall between two chunks before the request fails with 408.
+    pub body_idle_timeout: Duration,
+    /// Bytes of all request headers together; more is answered 431.
+    pub max_header_bytes: usize,
 }
 
 impl Default for Limits {
@@ -44,6 +56,9 @@ impl Default for Limits {
             max_json_bytes: 1024 * 1024,
             leeway: chrono::Duration::seconds(60),
             upload_dir: None,
+            attachment_policy: AttachmentPolicy::default(),
+            body_idle_timeout: Duration::from_secs(15),
+            max_header_bytes: 16 * 1024,
         }
     }
 }
@@ -52,14 +67,20 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct HttpState {
     pub service: Arc<dyn TicketService>,
-    pub verifier: Arc<JwtVerifier>,
+    pub verifier: Arc<Verifier>,
     pub limits: Limits,
+    /// Per-caller limit on `/api/v1`; none when `None`.
+    pub rate_limiter: Option<Arc<RateLimiter>>,
+    /// Origins browsers may call from (CORS); `*` for any, without credentials. Empty: no CORS.
+    pub cors_origins: Vec<String>,
 }
 
 impl std::fmt::Debug for HttpState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpState")
             .field("limits", &self.limits)
+            .field("rate_limiter", &self.rate_limiter)
+            .field("cors_origins", &self.cors_origins)
             .finish_non_exhaustive()
     }
 }
@@ -76,10 +97,52 @@ pub fn app(
         InitError = (),
     >,
 > {
-    App::new()
+    let cors = cors(&state.cors_origins);
+    let mut app = App::new()
         .app_data(web::Data::new(state.clone()))
-        .app_data(web::Data::from(state.verifier.clone()))
-        .configure(routes::configure)
+        .app_data(web::Data::from(state.verifier.clone()));
+    if let Some(limiter) = &state.rate_limiter {
+        app = app.app_data(web::Data::from(limiter.clone()));
+    }
+    app.configure(routes::configure)
         .default_service(web::to(routes::not_found))
+        .wrap(actix_web::middleware::Condition::new(
+            !state.cors_origins.is_empty(),
+            cors,
+        ))
         .wrap(actix_web::middleware::from_fn(middleware::request_context))
+}
+
+/// CORS for the configured origins only. Credentials (cookies) are never allowed: callers
+/// authenticate with a bearer token, which a browser sends only when the page's script does.
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let mut cors = actix_cors::Cors::default()
+        .allowed_methods(["GET", "POST"])
+        .allowed_headers([
+            "authorization",
+            "content-type",
+            "idempotency-key",
+            "prefer",
+            "x-request-id",
+        ])
+        .expose_headers([
+            "location",
+            "retry-after",
+            "x-request-id",
+            "idempotent-replayed",
+            "preference-applied",
+            "ratelimit-limit",
+            "ratelimit-remaining",
+            "ratelimit-reset",
+            "ratelimit-policy",
+        ])
+        .max_age(600);
+    if origins.iter().any(|o| o == "*") {
+        cors = cors.allow_any_origin().send_wildcard();
+    } else {
+        for origin in origins {
+            cors = cors.allowed_origin(origin);
+        }
+    }
+    cors
 }

@@ -8,11 +8,13 @@ use std::time::Instant;
 use actix_web::ResponseError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
+use actix_web::web;
 use actix_web::middleware::Next;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
+use crate::HttpState;
 use crate::problem::ApiError;
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -68,17 +70,37 @@ pub(crate) async fn request_context(
         path: path.clone(),
     };
 
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    let max_header_bytes = req
+        .app_data::<web::Data<HttpState>>()
+        .map_or(usize::MAX, |state| state.limits.max_header_bytes);
+
     // Panics are caught next to the handlers (`catch_panic`); this one only guards middleware.
-    let outcome = CONTEXT
-        .scope(context, AssertUnwindSafe(next.call(req)).catch_unwind())
-        .instrument(span.clone())
-        .await
+    let outcome = if header_bytes > max_header_bytes {
+        let response = CONTEXT.sync_scope(context, || {
+            req.error_response(ApiError::HeadersTooLarge {
+                limit: max_header_bytes,
+            })
+        });
+        span.in_scope(|| tracing::info!(header_bytes, "request headers too large"));
+        Ok(response)
+    } else {
+        CONTEXT
+            .scope(context, AssertUnwindSafe(next.call(req)).catch_unwind())
+            .instrument(span.clone())
+            .await
+            .map(|outcome| outcome.map(ServiceResponse::map_into_boxed_body))
         .unwrap_or_else(|panic| {
             span.in_scope(
                 || tracing::error!(panic = %panic_message(&*panic), "a middleware panicked"),
             );
             Err(ApiError::Internal.into())
-        });
+        })
+    };
 
     let status = match &outcome {
         Ok(response) => response.status(),
@@ -96,8 +118,18 @@ pub(crate) async fn request_context(
     // Every error is turned into a response before it gets here (see `require_caller` and the
     // handlers), so only a panicking middleware leaves without the request id header.
     let mut response = outcome?.map_into_boxed_body();
+    let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert(REQUEST_ID, value);
+        headers.insert(REQUEST_ID, value);
+    }
+    // Answers are data about people's tickets: never sniffed into something else, never kept
+    // by shared caches.
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
     Ok(response)
 }

@@ -67,6 +67,12 @@ pub enum ApiError {
     IdempotencyKeyInUse { retry_after: Duration },
     #[error("the ticket store is unavailable")]
     StoreUnavailable,
+    #[error("the request body stalled")]
+    RequestTimeout,
+    #[error("too many requests")]
+    RateLimited { retry_after: Duration },
+    #[error("the request headers are too large")]
+    HeadersTooLarge { limit: usize },
     #[error("internal error")]
     Internal,
 }
@@ -178,6 +184,9 @@ impl ApiError {
             Self::IdempotencyKeyMismatch => "IDEMPOTENCY_KEY_MISMATCH",
             Self::IdempotencyKeyInUse { .. } => "IDEMPOTENCY_KEY_IN_USE",
             Self::StoreUnavailable => "STORE_UNAVAILABLE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
+            Self::RateLimited { .. } => "RATE_LIMITED",
+            Self::HeadersTooLarge { .. } => "HEADERS_TOO_LARGE",
             Self::Internal => "INTERNAL_ERROR",
         }
     }
@@ -200,6 +209,9 @@ impl ApiError {
             Self::IdempotencyKeyMismatch => "Idempotency key reused",
             Self::IdempotencyKeyInUse { .. } => "Idempotency key in use",
             Self::StoreUnavailable => "Ticket store unavailable",
+            Self::RequestTimeout => "Request timeout",
+            Self::RateLimited { .. } => "Too many requests",
+            Self::HeadersTooLarge { .. } => "Request headers too large",
             Self::Internal => "Internal error",
         }
     }
@@ -237,6 +249,16 @@ impl ApiError {
                 "the first request with this Idempotency-Key is still being processed; retry later for its answer".to_owned()
             }
             Self::StoreUnavailable => "the ticket store is unavailable; nothing was created, retry later".to_owned(),
+            Self::RequestTimeout => {
+                "the request body stopped arriving; nothing was created, send it again".to_owned()
+            }
+            Self::RateLimited { retry_after } => format!(
+                "too many requests from this caller; retry in {} s",
+                retry_after.as_secs().max(1)
+            ),
+            Self::HeadersTooLarge { limit } => {
+                format!("the request headers are larger than {limit} bytes together")
+            }
             Self::Internal => "an internal error occurred".to_owned(),
         }
     }
@@ -278,6 +300,9 @@ impl ResponseError for ApiError {
             }
             Self::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             Self::IdempotencyKeyInUse { .. } => StatusCode::CONFLICT,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -321,7 +346,8 @@ impl ApiError {
             }
             Self::UpstreamBusy { retry_after }
             | Self::UpstreamUnavailable { retry_after }
-            | Self::IdempotencyKeyInUse { retry_after } => {
+            | Self::IdempotencyKeyInUse { retry_after }
+            | Self::RateLimited { retry_after } => {
                 response.insert_header((
                     header::RETRY_AFTER,
                     retry_after.as_secs().max(1).to_string(),
@@ -332,6 +358,10 @@ impl ApiError {
             }
             Self::MethodNotAllowed { allow } => {
                 response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            Self::RequestTimeout => {
+                // The rest of the body will not be read; the connection cannot be reused.
+                response.insert_header((header::CONNECTION, "close"));
             }
             _ => {}
         }

@@ -8,6 +8,7 @@ use tracing::Instrument;
 
 use crate::HttpState;
 use crate::auth::{Caller, require_caller};
+use crate::ratelimit::rate_limit;
 use crate::binding::{BoundTicket, bind_ticket};
 use crate::middleware::{RequestContext, catch_panic};
 use ticketd_domain::{
@@ -29,6 +30,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
         .service(
             web::scope("/api/v1")
+                // Runs second: the caller is known when the limit is checked.
+                .wrap(from_fn(rate_limit))
                 .wrap(from_fn(require_caller))
                 .service(
                     resource("/tickets")

@@ -1,0 +1,270 @@
+//! Checking a bearer token: its shape, its header, the key it names, the signature, the time and
+//! origin claims, and finally the caller's e-mail address.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, Validation};
+use serde_json::{Map, Value};
+use ticketd_domain::EmailAddress;
+
+use crate::jwks::JwksCache;
+use crate::keys::VerifyingKey;
+
+/// Tokens longer than this are refused unread: no identity provider issues them, and parsing
+/// them costs memory.
+pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
+/// What a token must say besides being signed by a known key.
+#[derive(Debug, Clone)]
+pub struct TokenPolicy {
+    /// Accepted `iss` values; any issuer when empty.
+    pub issuers: Vec<String>,
+    /// Accepted `aud` values (one must match); not checked when empty.
+    pub audiences: Vec<String>,
+    /// The claim holding the caller's e-mail address; an e-mail-shaped `sub` is the fallback.
+    pub email_claim: String,
+    /// Require `email_verified: true`.
+    pub require_email_verified: bool,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+}
+
+impl Default for TokenPolicy {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            email_claim: "email".to_owned(),
+            require_email_verified: false,
+            leeway: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Who a valid token speaks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    pub email: EmailAddress,
+}
+
+/// Why a token was refused. Goes to the log only: the client learns `invalid_token` and no more.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is empty")]
+    Empty,
+    #[error("the token is longer than {MAX_TOKEN_BYTES} bytes")]
+    Oversized,
+    #[error("the token is not a compact JWS: {0}")]
+    Malformed(String),
+    #[error("the header lists critical extensions ticketd does not understand: {0:?}")]
+    CriticalExtension(Vec<String>),
+    #[error("no configured key verifies {algorithm:?} tokens{}", kid.as_ref().map(|k| format!(" with kid {k:?}")).unwrap_or_default())]
+    NoKey {
+        algorithm: Algorithm,
+        kid: Option<String>,
+    },
+    #[error("the signature does not verify")]
+    BadSignature,
+    #[error("the token has expired")]
+    Expired,
+    #[error("the token is not valid yet (nbf)")]
+    NotYetValid,
+    #[error("the issuer is not accepted")]
+    WrongIssuer,
+    #[error("the audience is not accepted")]
+    WrongAudience,
+    #[error("the required claim {0:?} is missing")]
+    MissingClaim(String),
+    #[error("neither the {0:?} claim nor sub is an e-mail address")]
+    NoEmail(String),
+    #[error("the e-mail address is not verified (email_verified)")]
+    EmailNotVerified,
+}
+
+/// Why a request is not authenticated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("no bearer token")]
+    Missing,
+    #[error("invalid token: {0}")]
+    Invalid(#[from] TokenError),
+}
+
+/// Verifies bearer tokens against static keys (HMAC secrets, PEM public keys) and, when
+/// configured, a provider's JWKS.
+pub struct Verifier {
+    keys: Vec<VerifyingKey>,
+    jwks: Option<Arc<JwksCache>>,
+    policy: TokenPolicy,
+}
+
+impl std::fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &self.keys)
+            .field("jwks", &self.jwks)
+            .field("policy", &self.policy)
+            .finish()
+    }
+}
+
+impl Verifier {
+    #[must_use]
+    pub fn new(keys: Vec<VerifyingKey>, jwks: Option<Arc<JwksCache>>, policy: TokenPolicy) -> Self {
+        Self { keys, jwks, policy }
+    }
+
+    /// The JWKS cache, to warm it up at start.
+    #[must_use]
+    pub fn jwks(&self) -> Option<&Arc<JwksCache>> {
+        self.jwks.as_ref()
+    }
+
+    /// Authenticates the value of an `Authorization` header.
+    ///
+    /// # Errors
+    /// [`AuthError::Missing`] without a bearer token, [`AuthError::Invalid`] for a bad one.
+    pub async fn authenticate(&self, authorization: Option<&str>) -> Result<Identity, AuthError> {
+        let value = authorization.ok_or(AuthError::Missing)?.trim();
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Missing);
+        }
+        Ok(self.verify(token.trim()).await?)
+    }
+
+    /// Verifies one compact JWS.
+    ///
+    /// # Errors
+    /// The first check the token fails.
+    pub async fn verify(&self, token: &str) -> Result<Identity, TokenError> {
+        if token.is_empty() {
+            return Err(TokenError::Empty);
+        }
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(TokenError::Oversized);
+        }
+        if token.bytes().filter(|b| *b == b'.').count() != 2 {
+            return Err(TokenError::Malformed("not three dot-separated parts".into()));
+        }
+        // The header is read before any key is chosen; `alg: none` and unknown algorithms fail
+        // to parse here.
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|e| TokenError::Malformed(format!("header: {e}")))?;
+        if let Some(crit) = header.crit {
+            // RFC 7515 §4.1.11: extensions listed as critical must be understood; we know none.
+            return Err(TokenError::CriticalExtension(crit));
+        }
+        let algorithm = header.alg;
+        let kid = header.kid.as_deref();
+        let provided = self.provider_keys(kid).await;
+        // A key without a kid (a secret, a PEM file) may verify any token; a key with one only
+        // tokens naming it, or naming none.
+        let fits = |key: &&VerifyingKey| {
+            key.allows(algorithm) && kid.is_none_or(|kid| key.kid().is_none_or(|own| own == kid))
+        };
+        let mut candidates = self
+            .keys
+            .iter()
+            .chain(provided.iter().flat_map(|keys| keys.iter()))
+            .filter(fits)
+            .peekable();
+        if candidates.peek().is_none() {
+            return Err(TokenError::NoKey {
+                algorithm,
+                kid: header.kid,
+            });
+        }
+        let validation = self.validation(algorithm);
+        for key in candidates {
+            match jsonwebtoken::decode::<Map<String, Value>>(token, key.decoding_key(), &validation)
+            {
+                Ok(data) => {
+                    tracing::debug!(jwt.key = %key.origin(), "token verified");
+                    return self.identity(&data.claims);
+                }
+                // With several keys (rotation), a signature mismatch means "try the next".
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
+                Err(e) => return Err(map_error(e.kind())),
+            }
+        }
+        Err(TokenError::BadSignature)
+    }
+
+    /// The provider's current keys, refetched (within the cache's limits) when the token names a
+    /// `kid` no key has.
+    async fn provider_keys(&self, kid: Option<&str>) -> Option<Arc<Vec<VerifyingKey>>> {
+        let jwks = self.jwks.as_ref()?;
+        let keys = jwks.keys().await;
+        match kid {
+            Some(kid)
+                if !self
+                    .keys
+                    .iter()
+                    .chain(keys.iter())
+                    .any(|k| k.kid() == Some(kid)) =>
+            {
+                Some(jwks.keys_after_miss(kid).await)
+            }
+            _ => Some(keys),
+        }
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        let mut required = vec!["exp"];
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        validation.leeway = self.policy.leeway.as_secs();
+        if self.policy.issuers.is_empty() {
+            validation.iss = None;
+        } else {
+            validation.set_issuer(&self.policy.issuers);
+            required.push("iss");
+        }
+        if self.policy.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.policy.audiences);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+
+    fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, TokenError> {
+        let as_email = |name: &str| match claims.get(name) {
+            Some(Value::String(s)) => EmailAddress::parse(s).ok(),
+            _ => None,
+        };
+        let email = as_email(&self.policy.email_claim)
+            .or_else(|| as_email("sub"))
+            .ok_or_else(|| TokenError::NoEmail(self.policy.email_claim.clone()))?;
+        if self.policy.require_email_verified {
+            let verified = match claims.get("email_verified") {
+                Some(Value::Bool(b)) => *b,
+                // Some providers (Cognito, older Auth0) send it as a string.
+                Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
+                _ => false,
+            };
+            if !verified {
+                return Err(TokenError::EmailNotVerified);
+            }
+        }
+        Ok(Identity { email })
+    }
+}
+
+fn map_error(kind: &ErrorKind) -> TokenError {
+    match kind {
+        ErrorKind::InvalidSignature => TokenError::BadSignature,
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        ErrorKind::ImmatureSignature => TokenError::NotYetValid,
+        ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
+        ErrorKind::InvalidAudience => TokenError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
+        other => TokenError::Malformed(format!("{other:?}")),
+    }
+}
