@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use clap::Args;
 use secrecy::SecretString;
+use ticketd_auth::{Algorithm, JwksPolicy, MIN_HMAC_SECRET_BYTES, TokenPolicy, VerifyingKey};
 use ticketd_domain::{BreakerConfig, MarkerTemplate, ServiceConfig};
-use ticketd_http::Limits;
+use ticketd_http::{AttachmentPolicy, Limits, RateLimit};
 use ticketd_invgate::{InvGateConfig, RetryPolicy};
 
 /// A setting that is missing or unusable.
@@ -132,9 +133,73 @@ pub struct ServeArgs {
     /// Whole-call timeout for InvGate, in seconds [default: 15]
     #[arg(long, env = "INVGATE_TIMEOUT_SECS", hide_env_values = true)]
     pub invgate_timeout_secs: Option<String>,
-    /// HS256 key that signs callers' tokens (required; prefer the variable: flags show in `ps`)
+    /// HMAC secret that signs callers' tokens (prefer the variable: flags show in `ps`). One of
+    /// JWT_SECRET, JWT_SECRETS, JWT_PUBLIC_KEYS or JWT_JWKS_URL is required
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+    /// More HMAC secrets, comma-separated, all accepted at once (for rotation)
+    #[arg(long, env = "JWT_SECRETS", hide_env_values = true)]
+    pub jwt_secrets: Option<String>,
+    /// Algorithms the HMAC secrets verify, comma-separated, of HS256, HS384, HS512 [default: HS256]
+    #[arg(long, env = "JWT_HMAC_ALGORITHMS", hide_env_values = true)]
+    pub jwt_hmac_algorithms: Option<String>,
+    /// PEM public keys (RSA, EC P-256/P-384, Ed25519), comma-separated paths, each optionally
+    /// `kid=path`
+    #[arg(long, env = "JWT_PUBLIC_KEYS", hide_env_values = true)]
+    pub jwt_public_keys: Option<String>,
+    /// URL of the identity provider's JWKS (https://, or http:// to loopback)
+    #[arg(long, env = "JWT_JWKS_URL", hide_env_values = true)]
+    pub jwt_jwks_url: Option<String>,
+    /// Seconds JWKS keys are kept before being refetched [default: 300]
+    #[arg(long, env = "JWT_JWKS_TTL_SECS", hide_env_values = true)]
+    pub jwt_jwks_ttl_secs: Option<String>,
+    /// Least seconds between two JWKS fetches (unknown kid, failures) [default: 30]
+    #[arg(long, env = "JWT_JWKS_REFETCH_SECS", hide_env_values = true)]
+    pub jwt_jwks_refetch_secs: Option<String>,
+    /// Accepted `iss` values, comma-separated; when set, tokens must carry one
+    #[arg(long, env = "JWT_ISSUER", hide_env_values = true)]
+    pub jwt_issuer: Option<String>,
+    /// Accepted `aud` values, comma-separated; when set, tokens must carry one
+    #[arg(long, env = "JWT_AUDIENCE", hide_env_values = true)]
+    pub jwt_audience: Option<String>,
+    /// Claim holding the caller's e-mail address (an e-mail-shaped `sub` is the fallback)
+    /// [default: email]
+    #[arg(long, env = "JWT_EMAIL_CLAIM", hide_env_values = true)]
+    pub jwt_email_claim: Option<String>,
+    /// Require `email_verified: true` in tokens (true or false) [default: false]
+    #[arg(long, env = "JWT_REQUIRE_EMAIL_VERIFIED", hide_env_values = true)]
+    pub jwt_require_email_verified: Option<String>,
+    /// Requests per minute per caller on /api/v1; 0 switches the limit off [default: 120]
+    #[arg(long, env = "TICKETD_RATE_LIMIT_PER_MINUTE", hide_env_values = true)]
+    pub rate_limit_per_minute: Option<String>,
+    /// Requests a caller may make at once before the per-minute rate applies [default: 30]
+    #[arg(long, env = "TICKETD_RATE_LIMIT_BURST", hide_env_values = true)]
+    pub rate_limit_burst: Option<String>,
+    /// InvGate calls in flight at once, over all callers; more wait [default: 16]
+    #[arg(long, env = "INVGATE_MAX_CONCURRENT_CALLS", hide_env_values = true)]
+    pub invgate_max_concurrent_calls: Option<String>,
+    /// Open connections per worker thread [default: 1024]
+    #[arg(long, env = "TICKETD_MAX_CONNECTIONS", hide_env_values = true)]
+    pub max_connections: Option<String>,
+    /// Seconds an idle keep-alive connection is kept open [default: 5]
+    #[arg(long, env = "TICKETD_KEEP_ALIVE_SECS", hide_env_values = true)]
+    pub keep_alive_secs: Option<String>,
+    /// Seconds a client has to send the request line and headers [default: 5]
+    #[arg(long, env = "TICKETD_HEADER_TIMEOUT_SECS", hide_env_values = true)]
+    pub header_timeout_secs: Option<String>,
+    /// Seconds the request body may stall between two chunks [default: 15]
+    #[arg(long, env = "TICKETD_BODY_IDLE_TIMEOUT_SECS", hide_env_values = true)]
+    pub body_idle_timeout_secs: Option<String>,
+    /// Bytes of all request headers together [default: 16384]
+    #[arg(long, env = "TICKETD_MAX_HEADER_BYTES", hide_env_values = true)]
+    pub max_header_bytes: Option<String>,
+    /// Origins browsers may call ticketd from (CORS), comma-separated, or `*` [default: none]
+    #[arg(long, env = "TICKETD_CORS_ORIGINS", hide_env_values = true)]
+    pub cors_origins: Option<String>,
+    /// File families attachments may be, comma-separated, of image, pdf, office, text, archive,
+    /// audio, video, markup, other [default: image,pdf,office,text,archive]
+    #[arg(long, env = "TICKETD_ATTACHMENT_TYPES", hide_env_values = true)]
+    pub attachment_types: Option<String>,
     /// Clock skew allowed on exp/nbf (and on date_ocurred), in seconds [default: 60]
     #[arg(long, env = "JWT_LEEWAY_SECS", hide_env_values = true)]
     pub jwt_leeway_secs: Option<String>,
@@ -173,8 +238,8 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub database_url: SecretString,
     pub invgate: InvGateConfig,
-    pub jwt_secret: SecretString,
-    pub jwt_leeway: Duration,
+    pub auth: AuthSettings,
+    pub server: ServerSettings,
     pub limits: Limits,
     pub operation_marker: MarkerTemplate,
     pub spool_dir: PathBuf,
@@ -182,6 +247,59 @@ pub struct Settings {
     pub breaker: BreakerConfig,
     /// HTTP worker threads; the number of cores when `None`.
     pub workers: Option<usize>,
+}
+
+/// How callers' tokens are verified.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// HMAC secrets and PEM public keys, read and checked at start.
+    pub keys: Vec<VerifyingKey>,
+    /// The identity provider's JWKS, if any.
+    pub jwks: Option<(String, JwksPolicy)>,
+    pub policy: TokenPolicy,
+    /// Things worth a warning at start (weak secrets).
+    pub warnings: Vec<String>,
+}
+
+impl AuthSettings {
+    /// One HMAC secret for HS256 with the default policy (the demo, tests).
+    ///
+    /// # Errors
+    /// When the secret is empty.
+    pub fn hs256(secret: &SecretString) -> Result<Self, ticketd_auth::KeyError> {
+        Ok(Self {
+            keys: vec![VerifyingKey::hmac(
+                secret,
+                &[Algorithm::HS256],
+                "JWT_SECRET",
+            )?],
+            jwks: None,
+            policy: TokenPolicy::default(),
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// Limits of the HTTP server itself and of callers.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub max_connections: usize,
+    pub keep_alive: Duration,
+    pub header_timeout: Duration,
+    pub rate_limit: RateLimit,
+    pub cors_origins: Vec<String>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            keep_alive: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            rate_limit: RateLimit::default(),
+            cors_origins: Vec::new(),
+        }
+    }
 }
 
 impl Settings {
@@ -212,6 +330,229 @@ fn required(
             flag,
             problem: "is required".into(),
         })
+}
+
+fn list(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(ToOwned::to_owned)
+        .collect()
+}
+
+fn flag(
+    value: Option<&str>,
+    variable: &'static str,
+    flag: &'static str,
+) -> Result<bool, ConfigError> {
+    match value.map(|v| v.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "false" | "0" | "no") => Ok(false),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some(other) => Err(ConfigError {
+            variable,
+            flag,
+            problem: format!("must be true or false, got {other:?}"),
+        }),
+    }
+}
+
+impl ServeArgs {
+    fn auth(&self, leeway: Duration) -> Result<AuthSettings, ConfigError> {
+        let mut warnings = Vec::new();
+        let algorithms = list(self.jwt_hmac_algorithms.as_deref());
+        let hmac_algorithms = if algorithms.is_empty() {
+            vec![Algorithm::HS256]
+        } else {
+            algorithms
+                .iter()
+                .map(|a| match a.to_ascii_uppercase().as_str() {
+                    "HS256" => Ok(Algorithm::HS256),
+                    "HS384" => Ok(Algorithm::HS384),
+                    "HS512" => Ok(Algorithm::HS512),
+                    _ => Err(ConfigError {
+                        variable: "JWT_HMAC_ALGORITHMS",
+                        flag: "jwt-hmac-algorithms",
+                        problem: format!("must list HS256, HS384 or HS512, got {a:?}"),
+                    }),
+                })
+                .collect::<Result<_, _>>()?
+        };
+        let mut keys = Vec::new();
+        let mut secrets: Vec<(String, String)> = Vec::new();
+        if let Some(secret) = self
+            .jwt_secret
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            secrets.push(("JWT_SECRET".into(), secret.to_owned()));
+        }
+        for (i, secret) in list(self.jwt_secrets.as_deref()).into_iter().enumerate() {
+            secrets.push((format!("JWT_SECRETS #{}", i + 1), secret));
+        }
+        for (origin, secret) in secrets {
+            if secret.len() < MIN_HMAC_SECRET_BYTES {
+                warnings.push(format!(
+                    "{origin} is shorter than {MIN_HMAC_SECRET_BYTES} bytes; use a longer random secret"
+                ));
+            }
+            let secret = SecretString::from(secret);
+            keys.push(
+                VerifyingKey::hmac(&secret, &hmac_algorithms, &origin).map_err(|e| {
+                    ConfigError {
+                        variable: "JWT_SECRETS",
+                        flag: "jwt-secrets",
+                        problem: e.to_string(),
+                    }
+                })?,
+            );
+        }
+        for entry in list(self.jwt_public_keys.as_deref()) {
+            let bad = |problem: String| ConfigError {
+                variable: "JWT_PUBLIC_KEYS",
+                flag: "jwt-public-keys",
+                problem,
+            };
+            let (kid, path) = match entry.split_once('=') {
+                Some((kid, path)) if !kid.trim().is_empty() => {
+                    (Some(kid.trim().to_owned()), path.trim().to_owned())
+                }
+                _ => (None, entry.clone()),
+            };
+            let pem = std::fs::read(&path).map_err(|e| bad(format!("cannot read {path}: {e}")))?;
+            keys.push(VerifyingKey::from_pem(&pem, kid, &path).map_err(|e| bad(e.to_string()))?);
+        }
+        let jwks = match self
+            .jwt_jwks_url
+            .as_deref()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            None => None,
+            Some(url) => {
+                let policy = JwksPolicy {
+                    ttl: Duration::from_secs(number(
+                        self.jwt_jwks_ttl_secs.as_deref(),
+                        300,
+                        1,
+                        "JWT_JWKS_TTL_SECS",
+                        "jwt-jwks-ttl-secs",
+                    )?),
+                    min_refetch_interval: Duration::from_secs(number(
+                        self.jwt_jwks_refetch_secs.as_deref(),
+                        30,
+                        0,
+                        "JWT_JWKS_REFETCH_SECS",
+                        "jwt-jwks-refetch-secs",
+                    )?),
+                };
+                ticketd_auth::HttpJwksSource::new(url, Duration::from_secs(5)).map_err(|e| {
+                    ConfigError {
+                        variable: "JWT_JWKS_URL",
+                        flag: "jwt-jwks-url",
+                        problem: e.to_string(),
+                    }
+                })?;
+                Some((url.to_owned(), policy))
+            }
+        };
+        if keys.is_empty() && jwks.is_none() {
+            return Err(ConfigError {
+                variable: "JWT_SECRET",
+                flag: "jwt-secret",
+                problem: "is required (or JWT_SECRETS, JWT_PUBLIC_KEYS or JWT_JWKS_URL)".into(),
+            });
+        }
+        let email_claim = self
+            .jwt_email_claim
+            .as_deref()
+            .map(str::trim)
+            .filter(|c| !c.is_empty())
+            .unwrap_or("email")
+            .to_owned();
+        Ok(AuthSettings {
+            keys,
+            jwks,
+            policy: TokenPolicy {
+                issuers: list(self.jwt_issuer.as_deref()),
+                audiences: list(self.jwt_audience.as_deref()),
+                email_claim,
+                require_email_verified: flag(
+                    self.jwt_require_email_verified.as_deref(),
+                    "JWT_REQUIRE_EMAIL_VERIFIED",
+                    "jwt-require-email-verified",
+                )?,
+                leeway,
+            },
+            warnings,
+        })
+    }
+
+    fn server(&self) -> Result<ServerSettings, ConfigError> {
+        let cors_origins = list(self.cors_origins.as_deref());
+        for origin in &cors_origins {
+            let plain = origin == "*"
+                || ((origin.starts_with("https://") || origin.starts_with("http://"))
+                    && !origin
+                        .trim_end_matches('/')
+                        .split_once("://")
+                        .is_some_and(|(_, rest)| rest.contains('/')));
+            if !plain {
+                return Err(ConfigError {
+                    variable: "TICKETD_CORS_ORIGINS",
+                    flag: "cors-origins",
+                    problem: format!(
+                        "must list origins like https://portal.example.com, or *, got {origin:?}"
+                    ),
+                });
+            }
+        }
+        Ok(ServerSettings {
+            max_connections: number(
+                self.max_connections.as_deref(),
+                1024,
+                1,
+                "TICKETD_MAX_CONNECTIONS",
+                "max-connections",
+            )?,
+            keep_alive: Duration::from_secs(number(
+                self.keep_alive_secs.as_deref(),
+                5,
+                0,
+                "TICKETD_KEEP_ALIVE_SECS",
+                "keep-alive-secs",
+            )?),
+            header_timeout: Duration::from_secs(number(
+                self.header_timeout_secs.as_deref(),
+                5,
+                1,
+                "TICKETD_HEADER_TIMEOUT_SECS",
+                "header-timeout-secs",
+            )?),
+            rate_limit: RateLimit {
+                per_minute: number(
+                    self.rate_limit_per_minute.as_deref(),
+                    120,
+                    0,
+                    "TICKETD_RATE_LIMIT_PER_MINUTE",
+                    "rate-limit-per-minute",
+                )?,
+                burst: number(
+                    self.rate_limit_burst.as_deref(),
+                    30,
+                    1,
+                    "TICKETD_RATE_LIMIT_BURST",
+                    "rate-limit-burst",
+                )?,
+            },
+            cors_origins: cors_origins
+                .into_iter()
+                .map(|o| o.trim_end_matches('/').to_owned())
+                .collect(),
+        })
+    }
 }
 
 fn number<T: std::str::FromStr + PartialOrd + std::fmt::Display>(
@@ -279,13 +620,43 @@ impl ServeArgs {
             "INVGATE_TIMEOUT_SECS",
             "invgate-timeout-secs",
         )?;
-        let jwt_secret = required(self.jwt_secret.as_deref(), "JWT_SECRET", "jwt-secret")?;
         let leeway_secs: u64 = number(
             self.jwt_leeway_secs.as_deref(),
             60,
             0,
             "JWT_LEEWAY_SECS",
             "jwt-leeway-secs",
+        )?;
+        let auth = self.auth(Duration::from_secs(leeway_secs))?;
+        let server = self.server()?;
+        let max_concurrent_calls: usize = number(
+            self.invgate_max_concurrent_calls.as_deref(),
+            16,
+            1,
+            "INVGATE_MAX_CONCURRENT_CALLS",
+            "invgate-max-concurrent-calls",
+        )?;
+        let attachment_policy = match self.attachment_types.as_deref().map(str::trim) {
+            None | Some("") => AttachmentPolicy::default(),
+            Some(list) => AttachmentPolicy::parse(list).map_err(|problem| ConfigError {
+                variable: "TICKETD_ATTACHMENT_TYPES",
+                flag: "attachment-types",
+                problem,
+            })?,
+        };
+        let body_idle_secs: u64 = number(
+            self.body_idle_timeout_secs.as_deref(),
+            15,
+            1,
+            "TICKETD_BODY_IDLE_TIMEOUT_SECS",
+            "body-idle-timeout-secs",
+        )?;
+        let max_header_bytes: usize = number(
+            self.max_header_bytes.as_deref(),
+            16 * 1024,
+            1024,
+            "TICKETD_MAX_HEADER_BYTES",
+            "max-header-bytes",
         )?;
         let max_attachments: usize = number(
             self.max_attachments.as_deref(),
@@ -308,7 +679,6 @@ impl ServeArgs {
             "TICKETD_MAX_JSON_BYTES",
             "max-json-bytes",
         )?;
-        let leeway = Duration::from_secs(leeway_secs);
         let spool_dir = PathBuf::from(
             self.spool_dir
                 .as_deref()
@@ -354,9 +724,10 @@ impl ServeArgs {
                 password: SecretString::from(password),
                 timeout: Duration::from_secs(timeout_secs),
                 retry: RetryPolicy::default(),
+                max_concurrent_calls,
             },
-            jwt_secret: SecretString::from(jwt_secret),
-            jwt_leeway: leeway,
+            auth,
+            server,
             limits: Limits {
                 max_attachments,
                 max_attachment_bytes,
@@ -365,6 +736,9 @@ impl ServeArgs {
                     i64::try_from(leeway_secs).unwrap_or(i64::MAX / 1000),
                 ),
                 upload_dir: None::<PathBuf>,
+                attachment_policy,
+                body_idle_timeout: Duration::from_secs(body_idle_secs),
+                max_header_bytes,
             },
             operation_marker,
             spool_dir,
@@ -390,7 +764,7 @@ mod tests {
             invgate_base_url: Some("https://acme.sd.cloud.invgate.net/api/v1".into()),
             invgate_username: Some("api".into()),
             invgate_password: Some("key".into()),
-            jwt_secret: Some("secret".into()),
+            jwt_secret: Some("secret-of-at-least-thirty-two-bytes".into()),
             ..ServeArgs::default()
         }
     }
@@ -400,7 +774,22 @@ mod tests {
         let settings = complete().settings().expect("valid");
         assert_eq!(settings.listen, "127.0.0.1:8080".parse().expect("addr"));
         assert_eq!(settings.invgate.timeout, Duration::from_secs(15));
-        assert_eq!(settings.jwt_leeway, Duration::from_secs(60));
+        assert_eq!(settings.auth.policy.leeway, Duration::from_secs(60));
+        assert_eq!(settings.auth.policy.email_claim, "email");
+        assert_eq!(settings.auth.keys.len(), 1);
+        assert!(settings.auth.warnings.is_empty());
+        assert_eq!(
+            settings.server.rate_limit,
+            RateLimit {
+                per_minute: 120,
+                burst: 30
+            }
+        );
+        assert_eq!(settings.invgate.max_concurrent_calls, 16);
+        assert_eq!(
+            settings.limits.attachment_policy,
+            AttachmentPolicy::default()
+        );
         assert_eq!(settings.limits.max_attachments, 10);
         assert_eq!(settings.limits.max_attachment_bytes, 20_971_520);
         assert_eq!(settings.limits.max_json_bytes, 1_048_576);
@@ -428,7 +817,7 @@ mod tests {
             ),
             (
                 |a| a.jwt_secret = None,
-                "JWT_SECRET (--jwt-secret) is required",
+                "JWT_SECRET (--jwt-secret) is required (or JWT_SECRETS, JWT_PUBLIC_KEYS or JWT_JWKS_URL)",
             ),
         ];
         for (remove, message) in cases {

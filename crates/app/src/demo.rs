@@ -15,7 +15,7 @@ use ticketd_invgate::{InvGateConfig, RetryPolicy};
 use ticketd_pgtemp::TempCluster;
 
 use crate::config::{ConfigError, DatabaseArgs};
-use crate::{Application, Settings};
+use crate::{Application, AuthSettings, ServerSettings, Settings};
 
 /// The seeded user the demo token is for.
 pub const DEMO_EMAIL: &str = "alice@example.com";
@@ -94,9 +94,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             password: SecretString::from(credentials.password.clone()),
             timeout: Duration::from_secs(15),
             retry: RetryPolicy::default(),
+            max_concurrent_calls: 16,
         },
-        jwt_secret: jwt_secret.clone(),
-        jwt_leeway: Duration::from_secs(60),
+        auth: AuthSettings::hs256(&jwt_secret)?,
+        server: ServerSettings::default(),
         limits: Limits::default(),
         operation_marker: MarkerTemplate::default(),
         spool_dir: spool_dir.path().to_path_buf(),

@@ -15,13 +15,14 @@ use actix_web::HttpServer;
 use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 use secrecy::ExposeSecret;
+use ticketd_auth::{HttpJwksSource, JwksCache, Verifier};
 use ticketd_domain::{CircuitBreaker, TicketCreator};
-use ticketd_http::{HttpState, JwtVerifier};
+use ticketd_http::{HttpState, RateLimiter};
 use ticketd_invgate::ReqwestInvGateClient;
 use ticketd_postgres::{PgTicketRepository, PoolConfig, connect_pool, run_migrations};
 use ticketd_spool::FsRecordSpool;
 
-pub use config::Settings;
+pub use config::{AuthSettings, ServerSettings, Settings};
 use failpoints::Failpoints;
 
 /// How long in-flight requests get to finish after SIGTERM/SIGINT.
@@ -78,21 +79,28 @@ impl Application {
         if let Err(err) = service.replay_spool().await {
             tracing::error!(error = ?err, "the spool cannot be read");
         }
+        let verifier = Arc::new(verifier(&settings.auth).await?);
         let workers = Workers::start(service.clone(), settings.worker_interval);
         let state = HttpState {
             service: service.clone(),
-            verifier: Arc::new(JwtVerifier::hs256(
-                &settings.jwt_secret,
-                settings.jwt_leeway,
-            )),
+            verifier,
             limits: settings.limits,
+            rate_limiter: RateLimiter::new(settings.server.rate_limit).map(Arc::new),
+            cors_origins: settings.server.cors_origins.clone(),
         };
 
         let listener = TcpListener::bind(settings.listen)
             .with_context(|| format!("binding {}", settings.listen))?;
         let addr = listener.local_addr()?;
+        let server_limits = &settings.server;
         let mut server = HttpServer::new(move || ticketd_http::app(state.clone()))
-            .shutdown_timeout(SHUTDOWN_GRACE_SECS);
+            .shutdown_timeout(SHUTDOWN_GRACE_SECS)
+            // Slow-loris: a client gets this long for its request line and headers…
+            .client_request_timeout(server_limits.header_timeout)
+            // …and idle keep-alive connections are closed.
+            .keep_alive(server_limits.keep_alive)
+            .client_disconnect_timeout(Duration::from_secs(1))
+            .max_connections(server_limits.max_connections);
         if let Some(workers) = settings.workers {
             server = server.workers(workers);
         }
@@ -176,6 +184,29 @@ impl Workers {
             let _ = task.await;
         }
     }
+}
+
+/// The token verifier: static keys, plus the provider's JWKS fetched once now (a failure is
+/// logged, not fatal: the cache retries on the first token).
+async fn verifier(auth: &AuthSettings) -> anyhow::Result<Verifier> {
+    for warning in &auth.warnings {
+        tracing::warn!("{warning}");
+    }
+    let jwks = match &auth.jwks {
+        None => None,
+        Some((url, policy)) => {
+            let source = HttpJwksSource::new(url, Duration::from_secs(5))
+                .context("configuring the JWKS source")?;
+            let cache = Arc::new(JwksCache::new(Arc::new(source), *policy));
+            if !cache.warm_up().await {
+                tracing::warn!(
+                    "no usable key in the JWKS yet; tokens it signs fail until it has one"
+                );
+            }
+            Some(cache)
+        }
+    };
+    Ok(Verifier::new(auth.keys.clone(), jwks, auth.policy.clone()))
 }
 
 /// `ticketd migrate`: apply pending migrations and report them.

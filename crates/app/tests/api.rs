@@ -69,12 +69,14 @@ async fn a_json_ticket_is_created_in_invgate_and_stored_locally() {
 async fn a_multipart_ticket_carries_its_file_to_invgate_and_its_digest_to_the_database() {
     let app = TestApp::spawn().await;
     app.mock_create(invgate_ok(77)).await;
-    let file: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    // A PDF by its signature, declared as anything: ticketd passes on the type it sniffed.
+    let mut file = b"%PDF-1.7\n".to_vec();
+    file.extend((0..199_991u32).map(|i| (i % 251) as u8));
     let form = Form::new()
         .part(
             "attachments[]",
             Part::bytes(file.clone())
-                .file_name("dump.bin")
+                .file_name("dump.pdf")
                 .mime_str("application/octet-stream")
                 .expect("mime"),
         )
@@ -94,7 +96,7 @@ async fn a_multipart_ticket_carries_its_file_to_invgate_and_its_digest_to_the_da
     let digest = hex::encode(Sha256::digest(&file));
     assert_eq!(
         row.attachments,
-        json!([{"name": "dump.bin", "size": 200_000, "content_type": "application/octet-stream", "sha256": digest}])
+        json!([{"name": "dump.pdf", "size": 200_000, "content_type": "application/pdf", "sha256": digest}])
     );
     let requests = app.invgate.received_requests().await.expect("recorded");
     let create = requests
@@ -374,7 +376,7 @@ async fn limits_from_the_configuration_apply() {
         .text("request", valid_ticket().to_string())
         .part(
             "attachments[]",
-            Part::bytes(vec![1u8; 101]).file_name("big.bin"),
+            Part::bytes(vec![b'a'; 101]).file_name("big.txt"),
         );
     assert_eq!(
         send(too_big).await.expect("answers").status(),
@@ -385,11 +387,11 @@ async fn limits_from_the_configuration_apply() {
         .text("request", valid_ticket().to_string())
         .part(
             "attachments[]",
-            Part::bytes(vec![1u8; 10]).file_name("a.bin"),
+            Part::bytes(vec![b'a'; 10]).file_name("a.txt"),
         )
         .part(
             "attachments[]",
-            Part::bytes(vec![1u8; 10]).file_name("b.bin"),
+            Part::bytes(vec![b'b'; 10]).file_name("b.txt"),
         );
     assert_eq!(
         send(too_many).await.expect("answers").status(),

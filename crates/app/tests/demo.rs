@@ -208,8 +208,8 @@ fn without_postgresql_binaries_the_demo_says_what_to_install_in_one_line() {
     );
 }
 
-#[test]
-fn a_token_printed_by_ticketd_token_authenticates_its_email_for_its_ttl() {
+#[tokio::test]
+async fn a_token_printed_by_ticketd_token_authenticates_its_email_for_its_ttl() {
     let output = ticketd()
         .args(["token", "--email", "alice@example.com", "--ttl", "2h"])
         .env("JWT_SECRET", "operator-secret")
@@ -221,12 +221,12 @@ fn a_token_printed_by_ticketd_token_authenticates_its_email_for_its_ttl() {
         .trim()
         .to_owned();
 
-    let verifier = ticketd_http::JwtVerifier::hs256(
-        &SecretString::from("operator-secret"),
-        Duration::from_secs(0),
-    );
+    let verifier =
+        ticketd_http::Verifier::hs256(&SecretString::from("operator-secret"), Duration::ZERO)
+            .expect("a verifier");
     let caller = verifier
         .authenticate(Some(&format!("Bearer {token}")))
+        .await
         .expect("valid token");
     assert_eq!(caller.email.as_str(), "alice@example.com");
 

@@ -21,9 +21,7 @@ const RSA_ALGORITHMS: [Algorithm; 6] = [
 ];
 
 /// DER of the named-curve OIDs, to tell a P-256 key from a P-384 one.
-const OID_P256: &[u8] = &[
-    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07,
-];
+const OID_P256: &[u8] = &[0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07];
 const OID_P384: &[u8] = &[0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22];
 
 /// One key that may verify token signatures, and with which algorithms.
@@ -122,7 +120,10 @@ impl VerifyingKey {
             } else if contains(&der, OID_P384) {
                 Algorithm::ES384
             } else {
-                return Err(unusable(origin, "is an EC key on a curve other than P-256 or P-384"));
+                return Err(unusable(
+                    origin,
+                    "is an EC key on a curve other than P-256 or P-384",
+                ));
             };
             return Ok(build(vec![algorithm], key));
         }
@@ -173,10 +174,7 @@ impl VerifyingKey {
                 let named = key_algorithm(named)
                     .ok_or_else(|| unusable(&origin, "names an unsupported algorithm"))?;
                 if !family.contains(&named) {
-                    return Err(unusable(
-                        &origin,
-                        "names an algorithm of another key kind",
-                    ));
+                    return Err(unusable(&origin, "names an algorithm of another key kind"));
                 }
                 vec![named]
             }

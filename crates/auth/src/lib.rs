@@ -10,9 +10,9 @@ mod mint;
 mod verifier;
 
 pub use jsonwebtoken::Algorithm;
-pub use jwks::{HttpJwksSource, JwksCache, JwksPolicy, JwksSource, parse_jwks};
 #[cfg(feature = "mocks")]
 pub use jwks::MockJwksSource;
+pub use jwks::{HttpJwksSource, JwksCache, JwksPolicy, JwksSource, parse_jwks};
 pub use keys::{KeyError, MIN_HMAC_SECRET_BYTES, VerifyingKey, is_hmac};
 pub use mint::mint_hs256_token;
 pub use verifier::{AuthError, Identity, MAX_TOKEN_BYTES, TokenError, TokenPolicy, Verifier};

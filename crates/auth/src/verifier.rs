@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 use ticketd_domain::EmailAddress;
 
 use crate::jwks::JwksCache;
-use crate::keys::VerifyingKey;
+use crate::keys::{KeyError, VerifyingKey};
+use secrecy::SecretString;
 
 /// Tokens longer than this are refused unread: no identity provider issues them, and parsing
 /// them costs memory.
@@ -116,6 +117,22 @@ impl Verifier {
         Self { keys, jwks, policy }
     }
 
+    /// One HMAC secret for HS256 and the default policy with `leeway`: the Go service's setup.
+    ///
+    /// # Errors
+    /// When the secret is empty.
+    pub fn hs256(secret: &SecretString, leeway: Duration) -> Result<Self, KeyError> {
+        let key = VerifyingKey::hmac(secret, &[Algorithm::HS256], "JWT_SECRET")?;
+        Ok(Self::new(
+            vec![key],
+            None,
+            TokenPolicy {
+                leeway,
+                ..TokenPolicy::default()
+            },
+        ))
+    }
+
     /// The JWKS cache, to warm it up at start.
     #[must_use]
     pub fn jwks(&self) -> Option<&Arc<JwksCache>> {
@@ -147,7 +164,9 @@ impl Verifier {
             return Err(TokenError::Oversized);
         }
         if token.bytes().filter(|b| *b == b'.').count() != 2 {
-            return Err(TokenError::Malformed("not three dot-separated parts".into()));
+            return Err(TokenError::Malformed(
+                "not three dot-separated parts".into(),
+            ));
         }
         // The header is read before any key is chosen; `alg: none` and unknown algorithms fail
         // to parse here.

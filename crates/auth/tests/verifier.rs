@@ -208,14 +208,25 @@ async fn issuer_and_audience_are_enforced_when_configured() {
         }
         hs256(&c, SECRET)
     };
-    let good = with(Some("https://idp.example.com/"), Some(json!(["other", "ticketd"])));
+    let good = with(
+        Some("https://idp.example.com/"),
+        Some(json!(["other", "ticketd"])),
+    );
     assert!(v.verify(&good).await.is_ok());
     assert_eq!(
-        refused(&v, &with(Some("https://evil.example.com/"), Some(json!("ticketd")))).await,
+        refused(
+            &v,
+            &with(Some("https://evil.example.com/"), Some(json!("ticketd")))
+        )
+        .await,
         TokenError::WrongIssuer
     );
     assert_eq!(
-        refused(&v, &with(Some("https://idp.example.com/"), Some(json!("other")))).await,
+        refused(
+            &v,
+            &with(Some("https://idp.example.com/"), Some(json!("other")))
+        )
+        .await,
         TokenError::WrongAudience
     );
     assert_eq!(
@@ -244,10 +255,12 @@ async fn a_critical_header_extension_is_refused() {
     let v = verifier(vec![hmac(SECRET)]);
     let mut header = Header::new(Algorithm::HS256);
     header.crit = Some(vec!["http://example.com/needs-this".into()]);
-    header
-        .extras
-        .insert("http://example.com/needs-this", true);
-    let token = sign_with(&header, &claims(), &EncodingKey::from_secret(SECRET.as_bytes()));
+    header.extras.insert("http://example.com/needs-this", true);
+    let token = sign_with(
+        &header,
+        &claims(),
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    );
     assert!(matches!(
         refused(&v, &token).await,
         TokenError::CriticalExtension(_)
@@ -263,12 +276,20 @@ async fn the_email_claim_is_configurable_and_an_email_shaped_sub_is_the_fallback
     let v = Verifier::new(vec![hmac(SECRET)], None, policy);
     let upn = json!({"upn": "bob@example.com", "email": "x@example.com", "exp": now() + 60});
     assert_eq!(
-        v.verify(&hs256(&upn, SECRET)).await.expect("valid").email.as_str(),
+        v.verify(&hs256(&upn, SECRET))
+            .await
+            .expect("valid")
+            .email
+            .as_str(),
         "bob@example.com"
     );
     let sub = json!({"sub": "carol@example.com", "exp": now() + 60});
     assert_eq!(
-        v.verify(&hs256(&sub, SECRET)).await.expect("valid").email.as_str(),
+        v.verify(&hs256(&sub, SECRET))
+            .await
+            .expect("valid")
+            .email
+            .as_str(),
         "carol@example.com"
     );
     let neither = json!({"sub": "user-123", "exp": now() + 60});
@@ -314,8 +335,16 @@ async fn email_verified_is_required_only_when_configured() {
 async fn only_a_bearer_authorization_counts_as_credentials() {
     let v = verifier(vec![hmac(SECRET)]);
     let token = hs256(&claims(), SECRET);
-    assert!(v.authenticate(Some(&format!("Bearer {token}"))).await.is_ok());
-    assert!(v.authenticate(Some(&format!("bearer  {token} "))).await.is_ok());
+    assert!(
+        v.authenticate(Some(&format!("Bearer {token}")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        v.authenticate(Some(&format!("bearer  {token} ")))
+            .await
+            .is_ok()
+    );
     assert_eq!(v.authenticate(None).await, Err(AuthError::Missing));
     assert_eq!(
         v.authenticate(Some("Basic YWxpY2U6cA==")).await,
@@ -375,10 +404,13 @@ async fn a_rotated_key_is_fetched_once_when_a_token_names_its_unknown_kid() {
         Ok(jwks(&[RSA_JWK])),
         Ok(jwks(&[RSA_JWK, OTHER_RSA_JWK])),
     ]);
-    let v = with_jwks(source, JwksPolicy {
-        ttl: Duration::from_secs(3600),
-        min_refetch_interval: Duration::ZERO,
-    });
+    let v = with_jwks(
+        source,
+        JwksPolicy {
+            ttl: Duration::from_secs(3600),
+            min_refetch_interval: Duration::ZERO,
+        },
+    );
     let old = rs256(&claims(), RSA_PRIVATE, Some("key-2026-a"));
     assert!(v.verify(&old).await.is_ok());
     assert_eq!(fetches.load(Ordering::SeqCst), 1);
@@ -393,10 +425,13 @@ async fn a_rotated_key_is_fetched_once_when_a_token_names_its_unknown_kid() {
 #[tokio::test]
 async fn made_up_kids_cannot_make_ticketd_refetch_more_than_once_per_interval() {
     let (source, fetches) = scripted(vec![Ok(jwks(&[RSA_JWK])), Ok(jwks(&[RSA_JWK]))]);
-    let v = with_jwks(source, JwksPolicy {
-        ttl: Duration::from_secs(3600),
-        min_refetch_interval: Duration::from_secs(3600),
-    });
+    let v = with_jwks(
+        source,
+        JwksPolicy {
+            ttl: Duration::from_secs(3600),
+            min_refetch_interval: Duration::from_secs(3600),
+        },
+    );
     for i in 0..20 {
         let token = rs256(&claims(), RSA_PRIVATE, Some(&format!("made-up-{i}")));
         assert!(matches!(
@@ -414,10 +449,13 @@ async fn the_last_good_keys_are_kept_when_the_jwks_cannot_be_fetched() {
         Err(anyhow::anyhow!("connection refused")),
         Ok(json!({"not": "a jwks"})),
     ]);
-    let v = with_jwks(source, JwksPolicy {
-        ttl: Duration::ZERO,
-        min_refetch_interval: Duration::ZERO,
-    });
+    let v = with_jwks(
+        source,
+        JwksPolicy {
+            ttl: Duration::ZERO,
+            min_refetch_interval: Duration::ZERO,
+        },
+    );
     let token = rs256(&claims(), RSA_PRIVATE, Some("key-2026-a"));
     for _ in 0..3 {
         assert!(v.verify(&token).await.is_ok());
@@ -458,7 +496,11 @@ async fn a_jwks_is_fetched_over_http_and_symmetric_keys_in_it_are_ignored() {
     let forged = {
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("key-2026-a".into());
-        sign_with(&header, &claims(), &EncodingKey::from_secret(SECRET.as_bytes()))
+        sign_with(
+            &header,
+            &claims(),
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
     };
     assert!(matches!(
         refused(&v, &forged).await,

@@ -178,7 +178,10 @@ mod tests {
     #[test]
     fn names_are_composed_and_stripped_of_hidden_direction_marks_and_leading_dots() {
         // "é" as e + combining acute becomes the single code point.
-        assert_eq!(AttachmentName::sanitize("cafe\u{301}.txt").as_str(), "caf\u{e9}.txt");
+        assert_eq!(
+            AttachmentName::sanitize("cafe\u{301}.txt").as_str(),
+            "caf\u{e9}.txt"
+        );
         assert_eq!(
             AttachmentName::sanitize("invoice\u{202E}fdp.exe").as_str(),
             "invoicefdp.exe"
@@ -193,7 +196,10 @@ mod tests {
         assert_eq!(AttachmentName::sanitize("CON").as_str(), "_CON");
         assert_eq!(AttachmentName::sanitize("nul.txt").as_str(), "_nul.txt");
         assert_eq!(AttachmentName::sanitize("com1.log").as_str(), "_com1.log");
-        assert_eq!(AttachmentName::sanitize("console.txt").as_str(), "console.txt");
+        assert_eq!(
+            AttachmentName::sanitize("console.txt").as_str(),
+            "console.txt"
+        );
     }
 
     #[test]

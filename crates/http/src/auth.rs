@@ -9,8 +9,8 @@ use actix_web::http::header::AUTHORIZATION;
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use ticketd_auth::{AuthError, Verifier};
-use tracing::Instrument;
 use ticketd_domain::EmailAddress;
+use tracing::Instrument;
 
 use crate::problem::{ApiError, Challenge};
 
@@ -73,4 +73,3 @@ impl FromRequest for Caller {
         )
     }
 }
-

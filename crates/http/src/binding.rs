@@ -113,9 +113,8 @@ pub(crate) async fn bind_ticket(
 /// The body as a stream that fails when no bytes arrive for `idle` (slow-loris uploads), setting
 /// `timed_out` so the failure is reported as 408 rather than as a malformed body.
 fn with_idle_timeout(payload: web::Payload, idle: Duration, timed_out: Rc<Cell<bool>>) -> Body {
-    Box::pin(futures_util::stream::unfold(
-        Some(payload),
-        move |state| {
+    Box::pin(
+        futures_util::stream::unfold(Some(payload), move |state| {
             let timed_out = timed_out.clone();
             async move {
                 let mut payload = state?;
@@ -132,8 +131,10 @@ fn with_idle_timeout(payload: web::Payload, idle: Duration, timed_out: Rc<Cell<b
                     }
                 }
             }
-        },
-    ))
+        })
+        // The multipart reader may poll again after the end; a fused stream keeps answering `None`.
+        .fuse(),
+    )
 }
 
 fn declared_length(req: &HttpRequest) -> Option<u64> {

@@ -127,7 +127,10 @@ impl fmt::Display for Refusal {
                 write!(f, "is {}, which is not accepted", category.name())
             }
             Self::ExecutableName(extension) => {
-                write!(f, "has a name ending in .{extension}, which is not accepted")
+                write!(
+                    f,
+                    "has a name ending in .{extension}, which is not accepted"
+                )
             }
             Self::Mislabelled { declared, actual } => write!(
                 f,
@@ -142,9 +145,9 @@ impl fmt::Display for Refusal {
 const EXECUTABLE_EXTENSIONS: &[&str] = &[
     "exe", "dll", "com", "scr", "pif", "cpl", "msi", "msp", "msc", "bat", "cmd", "ps1", "psm1",
     "vbs", "vbe", "js", "jse", "mjs", "wsf", "wsh", "hta", "lnk", "reg", "inf", "scf", "jar",
-    "apk", "app", "dmg", "pkg", "deb", "rpm", "sh", "bash", "zsh", "ksh", "csh", "py", "pyw",
-    "pl", "rb", "php", "elf", "so", "dylib", "iso", "img", "vhd", "vhdx", "html", "htm", "xhtml",
-    "svg", "svgz", "xht", "shtml", "mht", "mhtml",
+    "apk", "app", "dmg", "pkg", "deb", "rpm", "sh", "bash", "zsh", "ksh", "csh", "py", "pyw", "pl",
+    "rb", "php", "elf", "so", "dylib", "iso", "img", "vhd", "vhdx", "html", "htm", "xhtml", "svg",
+    "svgz", "xht", "shtml", "mht", "mhtml",
 ];
 
 /// A vetted file: the content type to pass on (the sniffed one, not the client's claim).
@@ -175,7 +178,13 @@ pub fn vet(
         return Err(Refusal::NotAllowed(category));
     }
     let declared_essence = declared
-        .map(|d| d.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|d| {
+            d.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
         .filter(|d| !d.is_empty());
     if let Some(declared) = &declared_essence
         && let Some(claimed) = declared_category(declared)
@@ -188,9 +197,7 @@ pub fn vet(
     }
     let content_type = match (category, &declared_essence) {
         // Text has no signature: a specific text type the client named is kept.
-        (Category::Text, Some(declared))
-            if declared_category(declared) == Some(Category::Text) =>
-        {
+        (Category::Text, Some(declared)) if declared_category(declared) == Some(Category::Text) => {
             declared.clone()
         }
         _ => sniffed.to_owned(),
@@ -204,6 +211,21 @@ pub fn vet(
 /// The family and media type of content, from its leading bytes.
 #[must_use]
 pub fn sniff(head: &[u8]) -> (Category, &'static str) {
+    // Native code by its magic number alone: the generic matchers want whole headers, and a
+    // truncated executable is still one.
+    const NATIVE: [&[u8]; 8] = [
+        b"\x7fELF",
+        b"MZ",
+        b"\xfe\xed\xfa\xce",
+        b"\xfe\xed\xfa\xcf",
+        b"\xce\xfa\xed\xfe",
+        b"\xcf\xfa\xed\xfe",
+        b"\xca\xfe\xba\xbe",
+        b"\0asm",
+    ];
+    if NATIVE.iter().any(|magic| head.starts_with(magic)) {
+        return (Category::Executable, "application/octet-stream");
+    }
     if let Some(kind) = infer::get(head) {
         let mime = kind.mime_type();
         return (category_of_sniffed(kind.matcher_type(), mime), mime);
@@ -328,8 +350,13 @@ fn declared_category(essence: &str) -> Option<Category> {
         ) => Category::Archive,
         (
             "application",
-            "x-msdownload" | "x-executable" | "x-sharedlib" | "x-mach-binary" | "java-archive"
-            | "x-msi" | "vnd.microsoft.portable-executable",
+            "x-msdownload"
+            | "x-executable"
+            | "x-sharedlib"
+            | "x-mach-binary"
+            | "java-archive"
+            | "x-msi"
+            | "vnd.microsoft.portable-executable",
         ) => Category::Executable,
         _ => return None,
     })
@@ -395,7 +422,12 @@ mod tests {
             );
         }
         assert_eq!(
-            vet(b"#!/bin/sh\nrm -rf /\n", "notes.txt", Some("text/plain"), &policy()),
+            vet(
+                b"#!/bin/sh\nrm -rf /\n",
+                "notes.txt",
+                Some("text/plain"),
+                &policy()
+            ),
             Err(Refusal::NotAllowed(Category::Script))
         );
         assert_eq!(
@@ -406,7 +438,14 @@ mod tests {
 
     #[test]
     fn names_of_things_that_run_are_refused_even_with_harmless_content() {
-        for name in ["run.exe", "SETUP.MSI", "a.b.js", "install.sh", "page.html", "x.svg"] {
+        for name in [
+            "run.exe",
+            "SETUP.MSI",
+            "a.b.js",
+            "install.sh",
+            "page.html",
+            "x.svg",
+        ] {
             assert!(
                 matches!(
                     vet(b"plain words", name, None, &policy()),

@@ -23,9 +23,9 @@ use ticketd_domain::TicketService;
 
 pub use auth::Caller;
 pub use files::{AttachmentPolicy, Category, Refusal, Vetted, sniff, vet};
-pub use ticketd_auth::{AuthError, Verifier, mint_hs256_token};
 pub use problem::ApiError;
 pub use ratelimit::{Decision, RateLimit, RateLimiter};
+pub use ticketd_auth::{AuthError, Verifier, mint_hs256_token};
 
 /// Request size limits and binding rules.
 #[derive(Debug, Clone)]

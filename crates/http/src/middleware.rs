@@ -9,8 +9,8 @@ use actix_web::ResponseError;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::web;
 use actix_web::middleware::Next;
+use actix_web::web;
 use futures_util::FutureExt;
 use tracing::Instrument;
 
@@ -94,12 +94,12 @@ pub(crate) async fn request_context(
             .instrument(span.clone())
             .await
             .map(|outcome| outcome.map(ServiceResponse::map_into_boxed_body))
-        .unwrap_or_else(|panic| {
-            span.in_scope(
-                || tracing::error!(panic = %panic_message(&*panic), "a middleware panicked"),
-            );
-            Err(ApiError::Internal.into())
-        })
+            .unwrap_or_else(|panic| {
+                span.in_scope(
+                    || tracing::error!(panic = %panic_message(&*panic), "a middleware panicked"),
+                );
+                Err(ApiError::Internal.into())
+            })
     };
 
     let status = match &outcome {

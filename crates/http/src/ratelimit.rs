@@ -94,7 +94,8 @@ impl RateLimiter {
             tokens: burst,
             updated: now,
         });
-        let refilled = now.saturating_duration_since(bucket.updated).as_secs_f64() * self.per_second;
+        let refilled =
+            now.saturating_duration_since(bucket.updated).as_secs_f64() * self.per_second;
         bucket.tokens = (bucket.tokens + refilled).min(burst);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
@@ -141,15 +142,24 @@ pub(crate) async fn rate_limit(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let limiter = req.app_data::<web::Data<RateLimiter>>().cloned();
-    let caller = req.extensions().get::<Caller>().map(|c| c.email.normalized());
+    let caller = req
+        .extensions()
+        .get::<Caller>()
+        .map(|c| c.email.normalized());
     let (Some(limiter), Some(caller)) = (limiter, caller) else {
-        return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
     };
     let decision = limiter.check(&caller, Instant::now());
     let mut response = match decision {
         Decision::Allowed { .. } => next.call(req).await?.map_into_boxed_body(),
         Decision::Limited { retry_after } => {
-            tracing::info!(retry_after_secs = ceil_secs(retry_after), "caller rate limited");
+            tracing::info!(
+                retry_after_secs = ceil_secs(retry_after),
+                "caller rate limited"
+            );
             req.error_response(ApiError::RateLimited {
                 retry_after: Duration::from_secs(ceil_secs(retry_after)),
             })
@@ -172,7 +182,9 @@ mod tests {
         let l = limiter(60, 3);
         let t0 = Instant::now();
         for left in [2, 1, 0] {
-            assert!(matches!(l.check("a", t0), Decision::Allowed { remaining, .. } if remaining == left));
+            assert!(
+                matches!(l.check("a", t0), Decision::Allowed { remaining, .. } if remaining == left)
+            );
         }
         assert_eq!(
             l.check("a", t0),
@@ -195,8 +207,20 @@ mod tests {
 
     #[test]
     fn a_rate_or_burst_of_zero_switches_the_limit_off() {
-        assert!(RateLimiter::new(RateLimit { per_minute: 0, burst: 5 }).is_none());
-        assert!(RateLimiter::new(RateLimit { per_minute: 5, burst: 0 }).is_none());
+        assert!(
+            RateLimiter::new(RateLimit {
+                per_minute: 0,
+                burst: 5
+            })
+            .is_none()
+        );
+        assert!(
+            RateLimiter::new(RateLimit {
+                per_minute: 5,
+                burst: 0
+            })
+            .is_none()
+        );
     }
 
     #[test]

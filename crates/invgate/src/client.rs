@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -9,6 +10,7 @@ use ticketd_domain::ports::IncidentGateway;
 use ticketd_domain::{
     Attachment, EmailAddress, GatewayError, IncidentId, IncidentSummary, InvGateUserId, NewTicket,
 };
+use tokio::sync::Semaphore;
 use tokio_util::io::ReaderStream;
 
 use crate::answer::{as_id, error_message, reports_error, retry_after, truthy};
@@ -27,6 +29,9 @@ pub struct InvGateConfig {
     /// retry included.
     pub timeout: Duration,
     pub retry: RetryPolicy,
+    /// Calls in flight at once over the whole process; more wait for a slot (within their
+    /// deadline), so a burst of tickets cannot overrun InvGate.
+    pub max_concurrent_calls: usize,
 }
 
 /// Which failed calls are tried again, and how patiently. Only calls that certainly did not reach
@@ -117,6 +122,7 @@ pub struct ReqwestInvGateClient {
     password: SecretString,
     timeout: Duration,
     retry: RetryPolicy,
+    slots: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for ReqwestInvGateClient {
@@ -153,6 +159,7 @@ impl ReqwestInvGateClient {
             password: config.password,
             timeout: config.timeout,
             retry: config.retry,
+            slots: Arc::new(Semaphore::new(config.max_concurrent_calls.max(1))),
         })
     }
 
@@ -173,6 +180,14 @@ impl ReqwestInvGateClient {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
                 return Err(GatewayError::Timeout);
+            }
+            // A slot is held for one attempt only, not across the backoff.
+            let Ok(Ok(_slot)) = tokio::time::timeout(remaining, self.slots.acquire()).await else {
+                return Err(no_slot());
+            };
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if remaining.is_zero() {
+                return Err(no_slot());
             }
             let err = match call(remaining).await {
                 Ok(value) => return Ok(value),
@@ -266,6 +281,13 @@ pub fn parse_base_url(raw: &str) -> Result<Url, InvGateConfigError> {
         && url.username().is_empty()
         && url.password().is_none();
     if usable { Ok(url) } else { Err(bad()) }
+}
+
+/// Waiting for a call slot ran out the deadline: nothing was sent, so this is safe to retry.
+fn no_slot() -> GatewayError {
+    GatewayError::NotSent(anyhow::anyhow!(
+        "every InvGate call slot stayed busy until the deadline"
+    ))
 }
 
 /// A file part streamed from the spooled copy on disk: the bytes are never all in memory.

@@ -17,6 +17,14 @@ use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 const BASIC_ALICE: (&str, &str) = ("api-user", "s3cret-key");
 
 fn client_for(server: &MockServer, timeout: Duration) -> ReqwestInvGateClient {
+    client_with_slots(server, timeout, 16)
+}
+
+fn client_with_slots(
+    server: &MockServer,
+    timeout: Duration,
+    max_concurrent_calls: usize,
+) -> ReqwestInvGateClient {
     ReqwestInvGateClient::new(InvGateConfig {
         // No trailing slash on purpose: it is optional.
         base_url: format!("{}/api/v1", server.uri()),
@@ -28,6 +36,7 @@ fn client_for(server: &MockServer, timeout: Duration) -> ReqwestInvGateClient {
             base_delay: Duration::from_millis(10),
             max_delay: Duration::from_millis(50),
         },
+        max_concurrent_calls,
     })
     .expect("valid configuration")
 }
@@ -439,6 +448,7 @@ async fn a_refused_connection_is_reported_as_never_sent() {
         password: SecretString::from("p"),
         timeout: Duration::from_secs(2),
         retry: RetryPolicy::default(),
+        max_concurrent_calls: 16,
     })
     .expect("valid configuration");
 
@@ -518,6 +528,34 @@ async fn every_way_invgate_says_no_such_user_means_none() {
 
         assert!(matches!(found, Ok(None)), "{found:?}");
     }
+}
+
+#[tokio::test]
+async fn no_more_than_the_configured_number_of_calls_reach_invgate_at_once() {
+    let server = MockServer::start().await;
+    let delay = Duration::from_millis(200);
+    mock_user_by(
+        &server,
+        ResponseTemplate::new(200)
+            .set_body_json(json!({"id": 42, "email": "alice@example.com"}))
+            .set_delay(delay),
+    )
+    .await;
+    let client = client_with_slots(&server, Duration::from_secs(30), 2);
+    let started = std::time::Instant::now();
+    let calls: Vec<_> = (0..6)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.find_user_id_by_email(&alice()).await })
+        })
+        .collect();
+    for call in calls {
+        assert!(matches!(call.await.expect("joins"), Ok(Some(_))));
+    }
+    // Two at a time, three rounds: never faster than three delays (a lower bound only, so a
+    // slow machine cannot fail it).
+    assert!(started.elapsed() >= delay * 3, "{:?}", started.elapsed());
+    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(6));
 }
 
 #[tokio::test]
