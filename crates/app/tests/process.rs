@@ -108,6 +108,7 @@ fn start_serving_with(
         .env("INVGATE_PASSWORD", INVGATE_KEY)
         .env("JWT_SECRET", JWT_SECRET)
         .env("RUST_LOG", "debug")
+        .env("TICKETD_RATE_LIMIT_PER_MINUTE", "0")
         .envs(extra_env.iter().copied())
         // Anything the process leaves in its working directory goes away with the test's
         // temporary spool.
@@ -354,5 +355,107 @@ async fn two_ticketd_processes_given_the_same_key_at_once_create_one_incident() 
             .args(["-TERM", &child.id().to_string()])
             .status();
         let _ = child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_black_box_session_with_known_secrets_logs_none_of_them_nor_tokens_nor_file_contents() {
+    const NEXT_SECRET: &str = "rotated-in-jwt-secret-abcdef0123456789";
+    const FILE_MARKER: &str = "file-content-that-must-never-be-logged";
+    let db = test_database().await.expect("database");
+    let invgate = invgate_knowing_alice().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "OK", "info": "ok", "request_id": 11})),
+        )
+        .mount(&invgate)
+        .await;
+    let spool = support::spool_dir();
+    // Trace: the most talkative the process can be, dependencies included.
+    let (mut child, address, logs) = start_serving_with(
+        db.url(),
+        &invgate.uri(),
+        spool.path(),
+        &[("RUST_LOG", "trace"), ("JWT_SECRETS", NEXT_SECRET)],
+    );
+    ticketd_invgate::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let url = format!("http://{address}/api/v1/tickets");
+    let sign = |secret: &str, exp_offset: i64| {
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::default(),
+            &json!({"email": ALICE, "exp": chrono::Utc::now().timestamp() + exp_offset}),
+            &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+        )
+        .expect("signs")
+    };
+    let tokens = [
+        TestApp::token(ALICE),
+        sign(NEXT_SECRET, 300),
+        sign("a-secret-ticketd-does-not-know-at-all", 300),
+        sign(JWT_SECRET, -3600),
+    ];
+    for token in &tokens {
+        let _ = http
+            .post(&url)
+            .bearer_auth(token)
+            .json(&valid_ticket())
+            .send()
+            .await
+            .expect("answers");
+    }
+    let form = reqwest::multipart::Form::new()
+        .text("request", valid_ticket().to_string())
+        .part(
+            "attachments[]",
+            reqwest::multipart::Part::bytes(FILE_MARKER.as_bytes().to_vec())
+                .file_name("note.txt")
+                .mime_str("text/plain")
+                .expect("mime"),
+        );
+    let created = http
+        .post(&url)
+        .bearer_auth(&tokens[0])
+        .multipart(form)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let lines: Vec<String> = logs.try_iter().collect();
+    assert!(
+        lines.len() > 20,
+        "trace logging produced {} lines",
+        lines.len()
+    );
+    let basic = {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(format!("ticketd-api:{INVGATE_KEY}"))
+    };
+    let mut forbidden = vec![
+        JWT_SECRET.to_owned(),
+        NEXT_SECRET.to_owned(),
+        INVGATE_KEY.to_owned(),
+        basic,
+        FILE_MARKER.to_owned(),
+    ];
+    for token in &tokens {
+        forbidden.push(token.clone());
+        // The signature alone would let no one in, but it has no business in a log either.
+        forbidden.push(token.rsplit('.').next().expect("signature").to_owned());
+    }
+    for line in &lines {
+        for secret in &forbidden {
+            assert!(
+                !line.contains(secret.as_str()),
+                "{secret:?} reached the log: {line}"
+            );
+        }
     }
 }
