@@ -866,6 +866,88 @@ mod tests {
     }
 
     #[test]
+    fn any_one_key_source_is_enough_and_keys_are_checked_at_start() {
+        let keys = concat!(env!("CARGO_MANIFEST_DIR"), "/../auth/tests/keys");
+        let mut args = complete();
+        args.jwt_secret = None;
+        args.jwt_public_keys = Some(format!("a={keys}/rsa-public.pem, {keys}/ed-public.pem"));
+        let settings = args.settings().expect("valid");
+        assert_eq!(settings.auth.keys.len(), 2);
+        assert_eq!(settings.auth.keys[0].kid(), Some("a"));
+
+        let mut args = complete();
+        args.jwt_secret = None;
+        args.jwt_jwks_url = Some("https://idp.example.com/.well-known/jwks.json".into());
+        assert!(args.settings().expect("valid").auth.jwks.is_some());
+
+        let cases: [(fn(&mut ServeArgs), &str); 5] = [
+            (
+                |a| a.jwt_public_keys = Some("/nonexistent/key.pem".into()),
+                "JWT_PUBLIC_KEYS",
+            ),
+            (
+                |a| {
+                    a.jwt_public_keys = Some(
+                        concat!(env!("CARGO_MANIFEST_DIR"), "/../auth/tests/keys/rsa-private.pem")
+                            .into(),
+                    );
+                },
+                "JWT_PUBLIC_KEYS",
+            ),
+            (
+                |a| a.jwt_jwks_url = Some("http://idp.example.com/jwks".into()),
+                "JWT_JWKS_URL",
+            ),
+            (
+                |a| a.jwt_hmac_algorithms = Some("HS256,RS256".into()),
+                "JWT_HMAC_ALGORITHMS",
+            ),
+            (
+                |a| a.jwt_require_email_verified = Some("maybe".into()),
+                "JWT_REQUIRE_EMAIL_VERIFIED",
+            ),
+        ];
+        for (break_it, variable) in cases {
+            let mut args = complete();
+            break_it(&mut args);
+            let message = args.settings().expect_err("refused").to_string();
+            assert!(message.starts_with(variable), "{message}");
+        }
+    }
+
+    #[test]
+    fn a_short_secret_is_accepted_with_a_warning_that_does_not_show_it() {
+        let mut args = complete();
+        args.jwt_secret = Some("hunter2".into());
+        args.jwt_secrets = Some("a-long-enough-second-secret-0123456789".into());
+        let settings = args.settings().expect("valid");
+        assert_eq!(settings.auth.keys.len(), 2);
+        assert_eq!(settings.auth.warnings.len(), 1);
+        assert!(!settings.auth.warnings[0].contains("hunter2"));
+        assert!(!format!("{settings:?}").contains("hunter2"));
+        assert!(!format!("{settings:?}").contains("a-long-enough-second-secret"));
+    }
+
+    #[test]
+    fn cors_origins_and_attachment_families_are_checked() {
+        let mut args = complete();
+        args.cors_origins = Some("https://portal.example.com/, http://localhost:3000".into());
+        assert_eq!(
+            args.settings().expect("valid").server.cors_origins,
+            ["https://portal.example.com", "http://localhost:3000"]
+        );
+        for bad in ["portal.example.com", "https://portal.example.com/app", "null"] {
+            let mut args = complete();
+            args.cors_origins = Some(bad.into());
+            assert!(args.settings().is_err(), "{bad}");
+        }
+        let mut args = complete();
+        args.attachment_types = Some("image,executable".into());
+        let message = args.settings().expect_err("refused").to_string();
+        assert!(message.starts_with("TICKETD_ATTACHMENT_TYPES"), "{message}");
+    }
+
+    #[test]
     fn the_log_format_is_json_or_pretty() {
         let args = |f: &str| LogArgs {
             log_filter: None,

@@ -146,3 +146,38 @@ fn cors(origins: &[String]) -> actix_cors::Cors {
     }
     cors
 }
+
+/// Entry points into request binding for the fuzz targets in `fuzz/`: the code a request runs
+/// through, without a server.
+#[doc(hidden)]
+pub mod fuzzing {
+    use actix_web::FromRequest;
+    use actix_web::test::TestRequest;
+    use actix_web::web;
+    use bytes::Bytes;
+    use ticketd_domain::NewTicket;
+
+    use crate::{ApiError, Limits};
+
+    /// Binds a create request with this `Content-Type` and body, spooled files included.
+    ///
+    /// # Errors
+    /// The problem the client would be answered with.
+    pub async fn bind(
+        content_type: &str,
+        body: Bytes,
+        limits: &Limits,
+    ) -> Result<NewTicket, ApiError> {
+        let (request, mut payload) = TestRequest::post()
+            .uri("/api/v1/tickets")
+            .insert_header(("content-type", content_type))
+            .set_payload(body)
+            .to_http_parts();
+        let payload = web::Payload::from_request(&request, &mut payload)
+            .await
+            .map_err(|_| ApiError::Internal)?;
+        crate::binding::bind_ticket(&request, payload, limits)
+            .await
+            .map(|bound| bound.ticket)
+    }
+}

@@ -378,6 +378,73 @@ fn failure(answer: &Answer) -> GatewayError {
     }
 }
 
+/// A successful create's answer: JSON that does not report an error (InvGate says `ERROR` with
+/// HTTP 200 too).
+fn created(answer: &Answer) -> Result<Value, GatewayError> {
+    let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+        GatewayError::Unavailable(anyhow::Error::new(e).context(format!(
+            "InvGate answered HTTP {} without JSON",
+            answer.status
+        )))
+    })?;
+    if reports_error(&body) {
+        return Err(GatewayError::Rejected {
+            message: error_message(&answer.body),
+        });
+    }
+    Ok(body)
+}
+
+/// Entry points into the reading of InvGate's answers, for the fuzz targets in `fuzz/`: the same
+/// code the client runs, without a network.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::{Answer, StatusCode, Value, created, failure, pick_user, summary, values_of};
+    use crate::answer::retry_after;
+    use ticketd_domain::{EmailAddress, GatewayError, IncidentSummary};
+
+    /// How a create's answer is read: `failure` for an error status, else `created`.
+    ///
+    /// # Errors
+    /// What the client would report.
+    pub fn read_create_answer(
+        status: u16,
+        retry_after_header: Option<&str>,
+        body: &[u8],
+    ) -> Result<Value, GatewayError> {
+        let answer = Answer {
+            status: StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+            retry_after: retry_after(retry_after_header),
+            body: body.to_vec(),
+        };
+        if answer.status.is_success() {
+            created(&answer)
+        } else {
+            Err(failure(&answer))
+        }
+    }
+
+    /// How a `user.by` answer is read.
+    #[must_use]
+    pub fn read_user_answer(body: &[u8], email: &EmailAddress) -> Option<i64> {
+        let body: Value = serde_json::from_slice(body).ok()?;
+        pick_user(&body, email)
+    }
+
+    /// How a page of `incidents.last.hour` or `incidents.by.customer` is read.
+    #[must_use]
+    pub fn read_incident_page(body: &[u8]) -> Vec<IncidentSummary> {
+        let Ok(page) = serde_json::from_slice::<Value>(body) else {
+            return Vec::new();
+        };
+        ["data", "requests"]
+            .into_iter()
+            .flat_map(|key| values_of(page.get(key)))
+            .filter_map(summary)
+            .collect()
+    }
+}
+
 #[async_trait]
 impl IncidentGateway for ReqwestInvGateClient {
     #[tracing::instrument(name = "invgate.user_by", skip_all, fields(http.status_code))]
@@ -467,18 +534,7 @@ impl IncidentGateway for ReqwestInvGateClient {
             )
             .await?;
         tracing::Span::current().record("http.status_code", answer.status.as_u16());
-        let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-            GatewayError::Unavailable(anyhow::Error::new(e).context(format!(
-                "InvGate answered HTTP {} without JSON",
-                answer.status
-            )))
-        })?;
-        if reports_error(&body) {
-            return Err(GatewayError::Rejected {
-                message: error_message(&answer.body),
-            });
-        }
-        Ok(body)
+        created(&answer)
     }
 
     #[tracing::instrument(name = "invgate.incidents_last_hour", skip_all)]

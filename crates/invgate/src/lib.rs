@@ -8,6 +8,7 @@
 mod answer;
 mod client;
 
+pub use client::fuzzing;
 pub use client::{
     InvGateConfig, InvGateConfigError, ReqwestInvGateClient, RetryPolicy, install_crypto_provider,
     parse_base_url,
