@@ -33,6 +33,12 @@ sim *ARGS:
 soak requests="3000" concurrency="32":
     TICKETD_SOAK_REQUESTS={{requests}} TICKETD_SOAK_CONCURRENCY={{concurrency}} cargo test -p ticketd --test soak -- --nocapture
 
+# Fuzz one target (bind_json, bind_multipart, invgate_answers) for SECS seconds; installs cargo-fuzz if missing.
+fuzz target="bind_json" secs="600":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+    mkdir -p fuzz/corpus/{{target}}
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O {{target}} corpus/{{target}} seeds/{{target}} -- -max_total_time={{secs}} -rss_limit_mb=4096
+
 # The whole CI, as it runs on a clean clone.
 ci:
     bash .ci/run

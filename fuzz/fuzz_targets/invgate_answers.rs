@@ -12,7 +12,9 @@ fuzz_target!(|data: &[u8]| {
         [a, b, rest @ ..] => (100 + (u16::from(*a) << 8 | u16::from(*b)) % 500, rest),
         _ => (200, data),
     };
-    let retry_after = std::str::from_utf8(body).ok().and_then(|s| s.lines().next());
+    let retry_after = std::str::from_utf8(body)
+        .ok()
+        .and_then(|s| s.lines().next());
     if let Ok(created) = read_create_answer(status, retry_after, body) {
         let _ = ticketd_domain::service::extract_incident_id(&created);
     }

@@ -880,7 +880,8 @@ mod tests {
         args.jwt_jwks_url = Some("https://idp.example.com/.well-known/jwks.json".into());
         assert!(args.settings().expect("valid").auth.jwks.is_some());
 
-        let cases: [(fn(&mut ServeArgs), &str); 5] = [
+        type Break = fn(&mut ServeArgs);
+        let cases: [(Break, &str); 5] = [
             (
                 |a| a.jwt_public_keys = Some("/nonexistent/key.pem".into()),
                 "JWT_PUBLIC_KEYS",

@@ -118,6 +118,22 @@ pub(crate) async fn request_context(
     // Every error is turned into a response before it gets here (see `require_caller` and the
     // handlers), so only a panicking middleware leaves without the request id header.
     let mut response = outcome?.map_into_boxed_body();
+    // actix-cors answers refused preflights in plain text; clients get a problem like any other.
+    let cors_refusal = response
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<actix_cors::CorsError>())
+        .map(ToString::to_string);
+    if let Some(reason) = cors_refusal {
+        let (request, _) = response.into_parts();
+        let context = RequestContext {
+            request_id: request_id.clone(),
+            path: path.clone(),
+        };
+        let problem = ApiError::CorsRejected(format!("cross-origin request refused: {reason}"))
+            .response_for(Some(&context));
+        response = ServiceResponse::new(request, problem);
+    }
     let headers = response.headers_mut();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         headers.insert(REQUEST_ID, value);

@@ -73,6 +73,8 @@ pub enum ApiError {
     RateLimited { retry_after: Duration },
     #[error("the request headers are too large")]
     HeadersTooLarge { limit: usize },
+    #[error("{0}")]
+    CorsRejected(String),
     #[error("internal error")]
     Internal,
 }
@@ -187,6 +189,7 @@ impl ApiError {
             Self::RequestTimeout => "REQUEST_TIMEOUT",
             Self::RateLimited { .. } => "RATE_LIMITED",
             Self::HeadersTooLarge { .. } => "HEADERS_TOO_LARGE",
+            Self::CorsRejected(_) => "CORS_REJECTED",
             Self::Internal => "INTERNAL_ERROR",
         }
     }
@@ -212,6 +215,7 @@ impl ApiError {
             Self::RequestTimeout => "Request timeout",
             Self::RateLimited { .. } => "Too many requests",
             Self::HeadersTooLarge { .. } => "Request headers too large",
+            Self::CorsRejected(_) => "Cross-origin request refused",
             Self::Internal => "Internal error",
         }
     }
@@ -226,7 +230,9 @@ impl ApiError {
             Self::Unauthorized(Challenge::InvalidToken) => {
                 "the bearer token is invalid or expired".to_owned()
             }
-            Self::PayloadTooLarge(detail) | Self::UnsupportedMediaType(detail) => detail.clone(),
+            Self::PayloadTooLarge(detail)
+            | Self::UnsupportedMediaType(detail)
+            | Self::CorsRejected(detail) => detail.clone(),
             Self::UserNotProvisioned => {
                 "the caller's e-mail address has no user in InvGate; ask the service desk to create one".to_owned()
             }
@@ -303,6 +309,7 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::CorsRejected(_) => StatusCode::BAD_REQUEST,
             Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -1114,8 +1114,10 @@ async fn cors_answers_only_configured_origins_and_never_allows_credentials() {
             .is_none()
     );
 
-    let (_, headers, _) = call(configured, preflight("https://evil.example.com")).await;
+    let (status, headers, body) = call(configured, preflight("https://evil.example.com")).await;
     assert!(headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["code"], "CORS_REJECTED");
 
     let mut wildcard = with_limits(Limits::default());
     wildcard.cors_origins = vec!["*".into()];
