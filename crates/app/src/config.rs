@@ -889,8 +889,11 @@ mod tests {
             (
                 |a| {
                     a.jwt_public_keys = Some(
-                        concat!(env!("CARGO_MANIFEST_DIR"), "/../auth/tests/keys/rsa-private.pem")
-                            .into(),
+                        concat!(
+                            env!("CARGO_MANIFEST_DIR"),
+                            "/../auth/tests/keys/rsa-private.pem"
+                        )
+                        .into(),
                     );
                 },
                 "JWT_PUBLIC_KEYS",
@@ -937,7 +940,11 @@ mod tests {
             args.settings().expect("valid").server.cors_origins,
             ["https://portal.example.com", "http://localhost:3000"]
         );
-        for bad in ["portal.example.com", "https://portal.example.com/app", "null"] {
+        for bad in [
+            "portal.example.com",
+            "https://portal.example.com/app",
+            "null",
+        ] {
             let mut args = complete();
             args.cors_origins = Some(bad.into());
             assert!(args.settings().is_err(), "{bad}");
