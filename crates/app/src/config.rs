@@ -83,11 +83,23 @@ impl LogArgs {
 }
 
 /// The database setting, shared by `serve` and `migrate`.
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct DatabaseArgs {
     /// PostgreSQL URL, e.g. postgres://user:password@host:5432/ticketd (required)
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+}
+
+impl std::fmt::Debug for DatabaseArgs {
+    // The URL may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseArgs")
+            .field(
+                "database_url",
+                &self.database_url.as_ref().map(|_| "[redacted]"),
+            )
+            .finish()
+    }
 }
 
 impl DatabaseArgs {
@@ -114,7 +126,7 @@ impl DatabaseArgs {
 }
 
 /// Everything `ticketd serve` reads (all unset by default: the defaults live in [`ServeArgs::settings`]).
-#[derive(Debug, Clone, Default, Args)]
+#[derive(Clone, Default, Args)]
 pub struct ServeArgs {
     /// Address to bind [default: 127.0.0.1:8080]
     #[arg(long, env = "TICKETD_LISTEN", hide_env_values = true)]
@@ -230,6 +242,15 @@ pub struct ServeArgs {
     /// lost; `{id}` becomes the operation id [default: "\n\n[ticketd:{id}]"]
     #[arg(long, env = "TICKETD_OPERATION_MARKER", hide_env_values = true)]
     pub operation_marker: Option<String>,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    // Raw settings hold secrets as plain text (clap fills them); `Settings` is the form to show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Checked settings for `serve`.
@@ -443,7 +464,8 @@ impl ServeArgs {
                     min_refetch_interval: Duration::from_secs(number(
                         self.jwt_jwks_refetch_secs.as_deref(),
                         30,
-                        0,
+                        // Never 0: tokens with made-up kids would each cost a fetch.
+                        1,
                         "JWT_JWKS_REFETCH_SECS",
                         "jwt-jwks-refetch-secs",
                     )?),
@@ -464,6 +486,17 @@ impl ServeArgs {
                 flag: "jwt-secret",
                 problem: "is required (or JWT_SECRETS, JWT_PUBLIC_KEYS or JWT_JWKS_URL)".into(),
             });
+        }
+        let public_keys = jwks.is_some() || keys.iter().any(VerifyingKey::is_public);
+        if public_keys
+            && self
+                .jwt_audience
+                .as_deref()
+                .is_none_or(|a| a.trim().is_empty())
+        {
+            warnings.push(
+                "public keys or a JWKS are configured without JWT_AUDIENCE: every token the identity provider issues, for any application, is accepted".into(),
+            );
         }
         let email_claim = self
             .jwt_email_claim
@@ -929,6 +962,7 @@ mod tests {
         assert_eq!(settings.auth.warnings.len(), 1);
         assert!(!settings.auth.warnings[0].contains("hunter2"));
         assert!(!format!("{settings:?}").contains("hunter2"));
+        assert!(!format!("{args:?}").contains("hunter2"));
         assert!(!format!("{settings:?}").contains("a-long-enough-second-secret"));
     }
 

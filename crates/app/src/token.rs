@@ -8,7 +8,7 @@ use ticketd_domain::EmailAddress;
 
 use crate::config::ConfigError;
 
-#[derive(Debug, Clone, Args)]
+#[derive(Clone, Args)]
 pub struct TokenArgs {
     /// The caller's e-mail address (the token's `email` and `sub` claims).
     #[arg(long)]
@@ -19,6 +19,16 @@ pub struct TokenArgs {
     /// HS256 key (required; prefer the variable: flags show in `ps`)
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
+}
+
+impl std::fmt::Debug for TokenArgs {
+    // The secret stays out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenArgs")
+            .field("email", &self.email)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Parses `90`, `90s`, `15m`, `1h`, `2d`.

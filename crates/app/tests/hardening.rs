@@ -114,13 +114,15 @@ async fn a_key_rotated_at_the_identity_provider_is_picked_up_from_its_jwks() {
     let app = TestApp::spawn_with(|args| {
         args.jwt_secret = None;
         args.jwt_jwks_url = Some(format!("{}/jwks.json", idp.uri()));
-        args.jwt_jwks_refetch_secs = Some("0".into());
+        args.jwt_jwks_refetch_secs = Some("1".into());
     })
     .await;
     app.mock_create(invgate_ok(502)).await;
 
     let before = rs256(&claims(json!({})), "rsa-private.pem", Some("key-2026-a"));
     assert_eq!(post_with(&app, &before).await, StatusCode::CREATED);
+    // The provider may be asked again one refetch interval after the start-up fetch.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
     let after = rs256(
         &claims(json!({})),
         "other-rsa-private.pem",
@@ -190,4 +192,43 @@ async fn the_configured_rate_limit_applies_per_caller() {
         .expect("a Retry-After in seconds");
     // One request per 10 s comes back.
     assert!((1..=10).contains(&retry_after), "{retry_after}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_body_trickled_a_byte_at_a_time_is_cut_off_after_the_grace_period() {
+    // Each byte comes within the idle timeout, so only the minimal rate (1 KiB/s on average
+    // after 10 s) can stop it.
+    let app = TestApp::spawn_with(|args| {
+        args.body_idle_timeout_secs = Some("5".into());
+    })
+    .await;
+    let address = app.base_url.trim_start_matches("http://").to_owned();
+    let mut stream = TcpStream::connect(&address).await.expect("connects");
+    let head = format!(
+        "POST /api/v1/tickets HTTP/1.1\r\nHost: ticketd\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n",
+        TestApp::token(ALICE)
+    );
+    stream.write_all(head.as_bytes()).await.expect("writes");
+    let started = std::time::Instant::now();
+    let mut answer = Vec::new();
+    while started.elapsed() < Duration::from_secs(40) {
+        if stream.write_all(b" ").await.is_err() {
+            break;
+        }
+        let mut buffer = [0u8; 4096];
+        match tokio::time::timeout(Duration::from_millis(1500), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buffer[..n]);
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.starts_with("HTTP/1.1 408"),
+        "{answer:?} after {:?}",
+        started.elapsed()
+    );
 }

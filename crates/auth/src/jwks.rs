@@ -2,6 +2,7 @@
 //! refetched early when a token names an unknown `kid` (key rotation) but at most once per
 //! interval, and kept as they were when a fetch fails.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -115,6 +116,8 @@ pub struct JwksCache {
     state: RwLock<State>,
     /// One fetch at a time; the others wait and then use its result.
     fetching: tokio::sync::Mutex<()>,
+    /// A background refresh is under way.
+    refreshing: AtomicBool,
 }
 
 impl std::fmt::Debug for JwksCache {
@@ -133,6 +136,7 @@ impl JwksCache {
             policy,
             state: RwLock::new(State::default()),
             fetching: tokio::sync::Mutex::new(()),
+            refreshing: AtomicBool::new(false),
         }
     }
 
@@ -148,15 +152,26 @@ impl JwksCache {
         attempted_at.is_none_or(|at| at.elapsed() >= self.policy.min_refetch_interval)
     }
 
-    /// The current keys, refetched first when older than the TTL.
-    pub async fn keys(&self) -> Arc<Vec<VerifyingKey>> {
+    /// The current keys. Keys older than the TTL are refetched in the background while the
+    /// current ones keep serving, so no request waits for the provider; only with no keys at
+    /// all does the caller wait for the fetch.
+    pub async fn keys(self: &Arc<Self>) -> Arc<Vec<VerifyingKey>> {
         let (keys, fetched_at, attempted_at) = self.snapshot();
         let expired = fetched_at.is_none_or(|at| at.elapsed() >= self.policy.ttl);
-        if expired && self.may_fetch(attempted_at) {
-            self.refresh(attempted_at).await
-        } else {
-            keys
+        if !expired || !self.may_fetch(attempted_at) {
+            return keys;
         }
+        if keys.is_empty() {
+            return self.refresh(attempted_at).await;
+        }
+        if !self.refreshing.swap(true, Ordering::AcqRel) {
+            let cache = self.clone();
+            tokio::spawn(async move {
+                cache.refresh(attempted_at).await;
+                cache.refreshing.store(false, Ordering::Release);
+            });
+        }
+        keys
     }
 
     /// The keys after a token named a `kid` none of them has: refetched if allowed by now.
@@ -165,7 +180,8 @@ impl JwksCache {
         if keys.iter().any(|k| k.kid() == Some(kid)) || !self.may_fetch(attempted_at) {
             return keys;
         }
-        tracing::info!(jwt.kid = %kid, "a token names an unknown key id; refetching the JWKS");
+        // Debug formatting: the kid is the caller's text, and must not forge log lines.
+        tracing::info!(jwt.kid = ?kid, "a token names an unknown key id; refetching the JWKS");
         self.refresh(attempted_at).await
     }
 

@@ -2,7 +2,7 @@
 //! a key is used (no RSA public key used as an HMAC secret, no `none`).
 
 use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
 use secrecy::{ExposeSecret, SecretString};
@@ -179,6 +179,7 @@ impl VerifyingKey {
                 vec![named]
             }
         };
+        check_jwk_sizes(&jwk.algorithm).map_err(|problem| unusable(&origin, problem))?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| unusable(&origin, e.to_string()))?;
         Ok(Self {
             kid: jwk.common.key_id.clone(),
@@ -198,6 +199,12 @@ impl VerifyingKey {
         self.algorithms.contains(&algorithm)
     }
 
+    /// A public key (not an HMAC secret).
+    #[must_use]
+    pub fn is_public(&self) -> bool {
+        !self.algorithms.iter().any(|a| is_hmac(*a))
+    }
+
     #[must_use]
     pub fn origin(&self) -> &str {
         &self.origin
@@ -206,6 +213,49 @@ impl VerifyingKey {
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
     }
+}
+
+/// RSA moduli shorter than this are refused (RFC 7518 §3.3).
+const MIN_RSA_MODULUS_BYTES: usize = 256;
+
+/// The sizes a JWK's parameters must have, checked before use: the crypto backend trusts them,
+/// and a short Ed25519 key would make it panic on the first token.
+fn check_jwk_sizes(parameters: &AlgorithmParameters) -> Result<(), String> {
+    let decoded = |field: &str, value: &str| {
+        URL_SAFE_NO_PAD
+            .decode(value.trim_end_matches('='))
+            .map_err(|_| format!("{field} is not base64url"))
+    };
+    match parameters {
+        AlgorithmParameters::RSA(rsa) => {
+            let n = decoded("n", &rsa.n)?;
+            let significant = n.iter().skip_while(|b| **b == 0).count();
+            if significant < MIN_RSA_MODULUS_BYTES {
+                return Err(format!(
+                    "has a {}-bit modulus; at least 2048 bits are required",
+                    significant * 8
+                ));
+            }
+            if decoded("e", &rsa.e)?.is_empty() {
+                return Err("has an empty exponent".into());
+            }
+        }
+        AlgorithmParameters::EllipticCurve(ec) => {
+            let size = match ec.curve {
+                EllipticCurve::P256 => 32,
+                EllipticCurve::P384 => 48,
+                _ => return Err("uses an unsupported curve".into()),
+            };
+            if decoded("x", &ec.x)?.len() != size || decoded("y", &ec.y)?.len() != size {
+                return Err(format!("has coordinates that are not {size} bytes"));
+            }
+        }
+        AlgorithmParameters::OctetKeyPair(okp) if decoded("x", &okp.x)?.len() != 32 => {
+            return Err("has an Ed25519 key that is not 32 bytes".into());
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// The HMAC algorithms.
@@ -289,6 +339,18 @@ mod tests {
         let secret = SecretString::from("super-secret-value-of-32-bytes!!");
         let key = VerifyingKey::hmac(&secret, &[Algorithm::HS256], "JWT_SECRET").expect("hmac");
         assert!(!format!("{key:?}").contains("super-secret"));
+    }
+
+    #[test]
+    fn jwks_keys_of_the_wrong_size_are_refused_before_use() {
+        let jwk = |value: serde_json::Value| -> Jwk { serde_json::from_value(value).expect("jwk") };
+        let short_ed = jwk(serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}));
+        assert!(VerifyingKey::from_jwk(&short_ed).is_err());
+        let short_ec =
+            jwk(serde_json::json!({"kty": "EC", "crv": "P-256", "x": "AAAA", "y": "AAAA"}));
+        assert!(VerifyingKey::from_jwk(&short_ec).is_err());
+        let small_rsa = jwk(serde_json::json!({"kty": "RSA", "n": "AQAB".repeat(20), "e": "AQAB"}));
+        assert!(VerifyingKey::from_jwk(&small_rsa).is_err());
     }
 
     #[test]

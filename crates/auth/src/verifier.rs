@@ -204,8 +204,11 @@ impl Verifier {
                     tracing::debug!(jwt.key = %key.origin(), "token verified");
                     return self.identity(&data.claims);
                 }
-                // With several keys (rotation), a signature mismatch means "try the next".
-                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
+                // With several keys (rotation), a signature mismatch or a key that cannot be
+                // used means "try the next"; a claim failure is the token's, whatever the key.
+                Err(e) if is_key_specific(e.kind()) => {
+                    tracing::debug!(jwt.key = %key.origin(), error = %e, "key did not verify the token");
+                }
                 Err(e) => return Err(map_error(e.kind())),
             }
         }
@@ -274,6 +277,20 @@ impl Verifier {
         }
         Ok(Identity { email })
     }
+}
+
+fn is_key_specific(kind: &ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::InvalidSignature
+            | ErrorKind::InvalidEcdsaKey
+            | ErrorKind::InvalidEddsaKey
+            | ErrorKind::InvalidRsaKey(_)
+            | ErrorKind::InvalidKeyFormat
+            | ErrorKind::InvalidAlgorithm
+            | ErrorKind::UnsupportedAlgorithm
+            | ErrorKind::Provider(_)
+    )
 }
 
 fn map_error(kind: &ErrorKind) -> TokenError {

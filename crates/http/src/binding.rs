@@ -22,7 +22,7 @@ use ticketd_domain::{Attachment, AttachmentName, FieldError, NewTicket, Sha256He
 use tokio::io::AsyncWriteExt;
 
 use crate::Limits;
-use crate::files::{SNIFF_BYTES, vet};
+use crate::files::{SNIFF_BYTES, inspect_ole, is_ole, judge, vet};
 use crate::problem::ApiError;
 
 /// Text parts (ticket fields) a multipart body may have besides its files.
@@ -110,25 +110,42 @@ pub(crate) async fn bind_ticket(
     })
 }
 
-/// The body as a stream that fails when no bytes arrive for `idle` (slow-loris uploads), setting
+/// After this long, a body must have arrived at [`MIN_BODY_BYTES_PER_SEC`] on average.
+const BODY_RATE_GRACE: Duration = Duration::from_secs(10);
+
+/// The slowest average a body may arrive at after the grace period: far below any real network
+/// (2G moves ~10 KB/s), far above a slow-loris trickle.
+const MIN_BODY_BYTES_PER_SEC: f64 = 1024.0;
+
+/// The body as a stream that fails when no bytes arrive for `idle`, or when after a grace period
+/// it arrives slower than a minimal rate (slow-loris uploads, one byte at a time), setting
 /// `timed_out` so the failure is reported as 408 rather than as a malformed body.
 fn with_idle_timeout(payload: web::Payload, idle: Duration, timed_out: Rc<Cell<bool>>) -> Body {
+    let started = tokio::time::Instant::now();
     Box::pin(
-        futures_util::stream::unfold(Some(payload), move |state| {
+        futures_util::stream::unfold(Some((payload, 0u64)), move |state| {
             let timed_out = timed_out.clone();
             async move {
-                let mut payload = state?;
+                let (mut payload, received) = state?;
+                let stalled = |why: &str| {
+                    timed_out.set(true);
+                    let error = std::io::Error::new(std::io::ErrorKind::TimedOut, why.to_owned());
+                    Some((Err(PayloadError::Io(error)), None))
+                };
                 match tokio::time::timeout(idle, payload.next()).await {
-                    Ok(Some(item)) => Some((item, Some(payload))),
-                    Ok(None) => None,
-                    Err(_) => {
-                        timed_out.set(true);
-                        let error = std::io::Error::new(
-                            std::io::ErrorKind::TimedOut,
-                            "no body bytes within the idle timeout",
-                        );
-                        Some((Err(PayloadError::Io(error)), None))
+                    Ok(Some(Ok(chunk))) => {
+                        let received = received + chunk.len() as u64;
+                        let elapsed = started.elapsed();
+                        if elapsed > BODY_RATE_GRACE
+                            && (received as f64) < MIN_BODY_BYTES_PER_SEC * elapsed.as_secs_f64()
+                        {
+                            return stalled("the body arrives slower than the minimal rate");
+                        }
+                        Some((Ok(chunk), Some((payload, received))))
                     }
+                    Ok(Some(Err(e))) => Some((Err(e), None)),
+                    Ok(None) => None,
+                    Err(_) => stalled("no body bytes within the idle timeout"),
                 }
             }
         })
@@ -306,6 +323,7 @@ async fn read_multipart(
 fn split_ids(value: &str) -> Vec<Value> {
     let trimmed = value.trim();
     if trimmed.starts_with('[')
+        && !nests_deeper_than(trimmed.as_bytes(), MAX_JSON_DEPTH)
         && let Ok(Value::Array(items)) = serde_json::from_str::<Value>(trimmed)
     {
         return items;
@@ -371,16 +389,20 @@ async fn spool(
 ) -> Result<(Attachment, TempPath), ApiError> {
     let name = AttachmentName::sanitize(raw_name);
     let declared = field.content_type().map(ToString::to_string);
-    let check = |head: &[u8]| {
-        vet(head, name.as_str(), declared.as_deref(), &limits.attachment_policy).map_err(
-            |refusal| {
-                tracing::info!(attachment.name = %name.as_str(), reason = %refusal, "attachment refused");
-                ApiError::UnsupportedMediaType(format!(
-                    "attachment {:?} {refusal}",
-                    name.as_str()
-                ))
-            },
-        )
+    let refused = |refusal: crate::files::Refusal| {
+        tracing::info!(attachment.name = ?name.as_str(), reason = %refusal, "attachment refused");
+        ApiError::UnsupportedMediaType(format!("attachment {:?} {refusal}", name.as_str()))
+    };
+    let policy = &limits.attachment_policy;
+    // OLE files (old Office, installers) are decided once whole: their directory can be
+    // anywhere in the file.
+    let check = |head: &[u8]| -> Result<Option<crate::files::Vetted>, ApiError> {
+        if is_ole(head) {
+            return Ok(None);
+        }
+        vet(head, name.as_str(), declared.as_deref(), policy)
+            .map(Some)
+            .map_err(refused)
     };
     let internal = |context: &'static str| {
         move |e: std::io::Error| {
@@ -402,7 +424,7 @@ async fn spool(
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut head = Vec::new();
-    let mut vetted = None;
+    let mut vetted: Option<Option<crate::files::Vetted>> = None;
     while let Some(chunk) = field.next().await {
         let chunk = chunk
             .map_err(|e| ApiError::malformed("attachments", format!("could not be read: {e}")))?;
@@ -429,8 +451,15 @@ async fn spool(
     }
     file.flush().await.map_err(internal("spooling an upload"))?;
     let vetted = match vetted {
-        Some(vetted) => vetted,
-        None => check(&head)?,
+        Some(Some(vetted)) => vetted,
+        None if !is_ole(&head) => check(&head)?.ok_or(ApiError::Internal)?,
+        _ => {
+            let on_disk = path.to_path_buf();
+            let (category, mime) = tokio::task::spawn_blocking(move || inspect_ole(&on_disk))
+                .await
+                .map_err(|_| ApiError::Internal)?;
+            judge(category, mime, name.as_str(), declared.as_deref(), policy).map_err(refused)?
+        }
     };
     let sha256 =
         Sha256Hex::parse(&hex::encode(hasher.finalize())).map_err(|_| ApiError::Internal)?;

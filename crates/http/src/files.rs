@@ -142,12 +142,102 @@ impl fmt::Display for Refusal {
 }
 
 /// File name extensions of things that run when opened, whatever their bytes look like.
+// Also shortcuts that open something else (`.url`, `.lnk`), macro-enabled office files
+// (`.docm`, …) and markup that runs script in a browser (`.html`, `.svg`, `.xml`).
 const EXECUTABLE_EXTENSIONS: &[&str] = &[
-    "exe", "dll", "com", "scr", "pif", "cpl", "msi", "msp", "msc", "bat", "cmd", "ps1", "psm1",
-    "vbs", "vbe", "js", "jse", "mjs", "wsf", "wsh", "hta", "lnk", "reg", "inf", "scf", "jar",
-    "apk", "app", "dmg", "pkg", "deb", "rpm", "sh", "bash", "zsh", "ksh", "csh", "py", "pyw", "pl",
-    "rb", "php", "elf", "so", "dylib", "iso", "img", "vhd", "vhdx", "html", "htm", "xhtml", "svg",
-    "svgz", "xht", "shtml", "mht", "mhtml",
+    "exe",
+    "dll",
+    "com",
+    "scr",
+    "pif",
+    "cpl",
+    "msi",
+    "msp",
+    "msc",
+    "msix",
+    "msixbundle",
+    "appx",
+    "appxbundle",
+    "bat",
+    "cmd",
+    "ps1",
+    "psm1",
+    "psd1",
+    "vb",
+    "vbs",
+    "vbe",
+    "js",
+    "jse",
+    "mjs",
+    "ws",
+    "wsf",
+    "wsh",
+    "wsc",
+    "sct",
+    "hta",
+    "lnk",
+    "url",
+    "website",
+    "reg",
+    "inf",
+    "scf",
+    "jar",
+    "jnlp",
+    "apk",
+    "app",
+    "application",
+    "xbap",
+    "gadget",
+    "dmg",
+    "pkg",
+    "deb",
+    "rpm",
+    "sh",
+    "bash",
+    "zsh",
+    "ksh",
+    "csh",
+    "command",
+    "desktop",
+    "py",
+    "pyw",
+    "pl",
+    "rb",
+    "php",
+    "elf",
+    "so",
+    "dylib",
+    "iso",
+    "img",
+    "vhd",
+    "vhdx",
+    "chm",
+    "hlp",
+    "library-ms",
+    "settingcontent-ms",
+    "docm",
+    "dotm",
+    "xlsm",
+    "xltm",
+    "xlam",
+    "xll",
+    "pptm",
+    "potm",
+    "ppsm",
+    "ppam",
+    "sldm",
+    "html",
+    "htm",
+    "xhtml",
+    "xht",
+    "shtml",
+    "mht",
+    "mhtml",
+    "svg",
+    "svgz",
+    "xml",
+    "xsl",
+    "xslt",
 ];
 
 /// A vetted file: the content type to pass on (the sniffed one, not the client's claim).
@@ -168,12 +258,26 @@ pub fn vet(
     declared: Option<&str>,
     policy: &AttachmentPolicy,
 ) -> Result<Vetted, Refusal> {
+    let (category, sniffed) = sniff(head);
+    judge(category, sniffed, name, declared, policy)
+}
+
+/// Decides on a file whose family is known (sniffed from its head, or found by [`inspect_ole`]).
+///
+/// # Errors
+/// The reason the file is refused.
+pub fn judge(
+    category: Category,
+    sniffed: &str,
+    name: &str,
+    declared: Option<&str>,
+    policy: &AttachmentPolicy,
+) -> Result<Vetted, Refusal> {
     if let Some(extension) = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase())
         && EXECUTABLE_EXTENSIONS.contains(&extension.as_str())
     {
         return Err(Refusal::ExecutableName(extension));
     }
-    let (category, sniffed) = sniff(head);
     if !policy.allows(category) {
         return Err(Refusal::NotAllowed(category));
     }
@@ -195,10 +299,10 @@ pub fn vet(
             actual: category,
         });
     }
-    let content_type = match (category, &declared_essence) {
-        // Text has no signature: a specific text type the client named is kept.
-        (Category::Text, Some(declared)) if declared_category(declared) == Some(Category::Text) => {
-            declared.clone()
+    let content_type = match (category, declared_essence.as_deref()) {
+        // Text has no signature; of the client's text types only inert ones are passed on.
+        (Category::Text, Some(declared @ ("text/csv" | "application/json" | "text/markdown"))) => {
+            declared.to_owned()
         }
         _ => sniffed.to_owned(),
     };
@@ -250,7 +354,10 @@ fn category_of_sniffed(matcher: infer::MatcherType, mime: &str) -> Category {
         (M::Video, _) => Category::Video,
         (M::Audio, _) => Category::Audio,
         (_, "application/pdf") => Category::Pdf,
-        (M::Doc, _) | (_, "application/rtf" | "application/x-ole-storage") => Category::Office,
+        // An OLE container the sniffer could not name (installers are OLE too) is looked into
+        // once the whole file is on disk: see [`inspect_ole`].
+        (_, "application/x-ole-storage") => Category::Other,
+        (M::Doc, _) | (_, "application/rtf") => Category::Office,
         (M::Text, "text/x-shellscript") => Category::Script,
         (M::Text, _) => Category::Markup,
         (
@@ -293,26 +400,25 @@ fn sniff_text(head: &[u8]) -> (Category, &'static str) {
     if text.starts_with(b"#!") {
         return (Category::Script, "text/x-shellscript");
     }
-    let start: Vec<u8> = text
+    let lower: Vec<u8> = text.iter().map(u8::to_ascii_lowercase).collect();
+    let start = lower
         .iter()
-        .skip_while(|b| b.is_ascii_whitespace())
-        .take(512)
-        .map(u8::to_ascii_lowercase)
-        .collect();
-    let markup = [
-        &b"<!doctype html"[..],
-        b"<html",
+        .position(|b| !b.is_ascii_whitespace())
+        .map_or(&lower[..0], |i| &lower[i..]);
+    let starts = [&b"<!doctype"[..], b"<?xml", b"<head", b"<body"];
+    // Tags that run script or load content, anywhere in the window (a comment first hides
+    // nothing): a browser finds them wherever they are.
+    let active = [
+        &b"<html"[..],
         b"<script",
         b"<svg",
-        b"<?xml",
-        b"<head",
-        b"<body",
         b"<iframe",
+        b"<object",
+        b"<embed",
+        b"<meta http-equiv",
+        b"<xsl:",
     ];
-    if markup.iter().any(|m| start.starts_with(m))
-        || contains(&start, b"<svg")
-        || contains(&start, b"<script")
-    {
+    if starts.iter().any(|m| start.starts_with(m)) || active.iter().any(|m| contains(&lower, m)) {
         return (Category::Markup, "text/html");
     }
     (Category::Text, "text/plain")
@@ -320,6 +426,52 @@ fn sniff_text(head: &[u8]) -> (Category, &'static str) {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Whether content starts like an OLE compound file.
+#[must_use]
+pub fn is_ole(head: &[u8]) -> bool {
+    head.starts_with(b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1")
+}
+
+/// What an OLE compound file on disk really is, from its streams: office documents pass; macros
+/// count as scripts and installers (MSI, by their class id) as executables; anything else is
+/// unrecognised. Blocking I/O: run it off the async threads.
+#[must_use]
+pub fn inspect_ole(path: &std::path::Path) -> (Category, &'static str) {
+    const MSI_CLSIDS: [&str; 3] = [
+        "000c1084-0000-0000-c000-000000000046",
+        "000c1086-0000-0000-c000-000000000046",
+        "000c1082-0000-0000-c000-000000000046",
+    ];
+    let Ok(file) = cfb::open(path) else {
+        return (Category::Other, "application/octet-stream");
+    };
+    let clsid = file.root_entry().clsid().to_string().to_ascii_lowercase();
+    if MSI_CLSIDS.contains(&clsid.as_str()) {
+        return (Category::Executable, "application/x-msi");
+    }
+    if ["/Macros", "/_VBA_PROJECT_CUR", "/VBA"]
+        .iter()
+        .any(|p| file.exists(p))
+    {
+        return (Category::Script, "application/vnd.ms-office.vbaproject");
+    }
+    let kinds = [
+        ("/WordDocument", "application/msword"),
+        ("/Workbook", "application/vnd.ms-excel"),
+        ("/Book", "application/vnd.ms-excel"),
+        ("/PowerPoint Document", "application/vnd.ms-powerpoint"),
+        ("/__properties_version1.0", "application/vnd.ms-outlook"),
+        ("/VisioDocument", "application/vnd.visio"),
+    ];
+    kinds
+        .iter()
+        .find(|(stream, _)| file.is_stream(stream))
+        .map_or(
+            (Category::Other, "application/octet-stream"),
+            |(_, mime)| (Category::Office, mime),
+        )
 }
 
 /// The family a declared media type claims, or `None` when it claims nothing in particular.
@@ -496,6 +648,56 @@ mod tests {
         assert!(AttachmentPolicy::parse("image,executable").is_err());
         assert!(AttachmentPolicy::parse("script").is_err());
         assert!(AttachmentPolicy::parse(" , ").is_err());
+    }
+
+    fn ole_file(streams: &[&str], clsid: Option<&str>) -> tempfile::NamedTempFile {
+        let temp = tempfile::NamedTempFile::new().expect("temp file");
+        let mut file = cfb::create(temp.path()).expect("cfb");
+        for stream in streams {
+            if stream.ends_with('/') {
+                file.create_storage(stream.trim_end_matches('/'))
+                    .expect("storage");
+            } else {
+                file.create_stream(stream).expect("stream");
+            }
+        }
+        if let Some(clsid) = clsid {
+            file.set_storage_clsid("/", uuid::Uuid::parse_str(clsid).expect("uuid"))
+                .expect("clsid");
+        }
+        file.flush().expect("flush");
+        temp
+    }
+
+    #[test]
+    fn ole_files_are_told_apart_by_their_streams_and_class_id() {
+        let word = ole_file(&["/WordDocument"], None);
+        assert_eq!(
+            inspect_ole(word.path()),
+            (Category::Office, "application/msword")
+        );
+        let macros = ole_file(&["/WordDocument", "/Macros/"], None);
+        assert_eq!(inspect_ole(macros.path()).0, Category::Script);
+        let msi = ole_file(&["/whatever"], Some("000C1084-0000-0000-C000-000000000046"));
+        assert_eq!(inspect_ole(msi.path()).0, Category::Executable);
+        let unknown = ole_file(&["/Something"], None);
+        assert_eq!(inspect_ole(unknown.path()).0, Category::Other);
+        let head = std::fs::read(word.path()).expect("bytes");
+        assert!(is_ole(&head));
+        assert!(!is_ole(PDF));
+    }
+
+    #[test]
+    fn markup_anywhere_in_the_window_is_markup_and_text_types_are_narrowed() {
+        let hidden = format!("<!-- {} --><svg onload=alert(1)>", "x".repeat(600));
+        assert_eq!(sniff(hidden.as_bytes()).0, Category::Markup);
+        let vetted = vet(b"alert(1)", "a.txt", Some("text/javascript"), &policy()).expect("text");
+        assert_eq!(vetted.content_type, "text/plain");
+        let csv = vet(b"a,b", "a.csv", Some("text/csv"), &policy()).expect("text");
+        assert_eq!(csv.content_type, "text/csv");
+        for name in ["link.url", "report.docm", "data.xml", "x.SettingContent-ms"] {
+            assert!(vet(b"text", name, None, &policy()).is_err(), "{name}");
+        }
     }
 
     #[test]

@@ -1248,3 +1248,51 @@ async fn too_many_text_parts_are_413() {
     let (status, _, _) = call(with_limits(Limits::default()), form.request()).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
 }
+
+fn ole_bytes(stream: &str, clsid: Option<&str>) -> Vec<u8> {
+    let temp = tempfile::NamedTempFile::new().expect("temp file");
+    let mut file = cfb::create(temp.path()).expect("cfb");
+    file.create_stream(stream).expect("stream");
+    if let Some(clsid) = clsid {
+        file.set_storage_clsid("/", uuid::Uuid::parse_str(clsid).expect("uuid"))
+            .expect("clsid");
+    }
+    file.flush().expect("flush");
+    drop(file);
+    std::fs::read(temp.path()).expect("bytes")
+}
+
+#[actix_web::test]
+async fn an_old_office_file_passes_and_an_installer_dressed_as_one_does_not() {
+    let (service, seen) = recording_service();
+    let word = ole_bytes("/WordDocument", None);
+    let form = Form::new().text("request", &valid_json().to_string()).file(
+        "attachments[]",
+        "minutes.doc",
+        "application/msword",
+        &word,
+    );
+    let (status, _, body) = call(state(service, Limits::default()), form.request()).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        seen.lock().expect("lock")[0].1.attachments[0].content_type,
+        "application/msword"
+    );
+
+    let msi = ole_bytes("/payload", Some("000C1084-0000-0000-C000-000000000046"));
+    let form = Form::new().text("request", &valid_json().to_string()).file(
+        "attachments[]",
+        "invoice.doc",
+        "application/msword",
+        &msi,
+    );
+    let (status, _, body) = call(with_limits(Limits::default()), form.request()).await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert!(
+        body["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("an executable"),
+        "{body}"
+    );
+}

@@ -182,14 +182,16 @@ impl ReqwestInvGateClient {
                 return Err(GatewayError::Timeout);
             }
             // A slot is held for one attempt only, not across the backoff.
-            let Ok(Ok(_slot)) = tokio::time::timeout(remaining, self.slots.acquire()).await else {
+            let Ok(Ok(slot)) = tokio::time::timeout(remaining, self.slots.acquire()).await else {
                 return Err(no_slot());
             };
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
             if remaining.is_zero() {
                 return Err(no_slot());
             }
-            let err = match call(remaining).await {
+            let outcome = call(remaining).await;
+            drop(slot);
+            let err = match outcome {
                 Ok(value) => return Ok(value),
                 Err(err) => err,
             };
@@ -200,7 +202,8 @@ impl ReqwestInvGateClient {
                 GatewayError::RateLimited { retry_after } => retry_after.unwrap_or_default(),
                 _ => Duration::ZERO,
             };
-            let wait = asked.max(self.retry.backoff(attempt));
+            // Capped: a Retry-After of years must not overflow the clock arithmetic below.
+            let wait = asked.max(self.retry.backoff(attempt)).min(self.timeout);
             if tokio::time::Instant::now() + wait >= deadline {
                 return Err(err);
             }
