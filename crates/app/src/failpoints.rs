@@ -67,4 +67,11 @@ impl<G: IncidentGateway> IncidentGateway for Failpoints<G> {
     ) -> Result<Vec<IncidentSummary>, GatewayError> {
         self.inner.open_incidents_of(customer).await
     }
+
+    async fn incident_status(
+        &self,
+        id: ticketd_domain::IncidentId,
+    ) -> Result<Option<ticketd_domain::IncidentStatus>, GatewayError> {
+        self.inner.incident_status(id).await
+    }
 }

@@ -16,7 +16,7 @@ use actix_web::dev::{Server, ServerHandle};
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use ticketd_auth::{HttpJwksSource, JwksCache, Verifier};
-use ticketd_domain::{CircuitBreaker, TicketCreator};
+use ticketd_domain::{CircuitBreaker, TicketCreator, TicketReader};
 use ticketd_http::{HttpState, RateLimiter};
 use ticketd_invgate::ReqwestInvGateClient;
 use ticketd_postgres::{PgTicketRepository, PoolConfig, connect_pool, run_migrations};
@@ -62,13 +62,15 @@ impl Application {
         let spool = FsRecordSpool::open(&settings.spool_dir)?;
         tracing::info!(spool.dir = %settings.spool_dir.display(), "spool ready");
         let service_config = settings.service_config();
-        let gateway = CircuitBreaker::new(
-            Failpoints::from_env(
-                ReqwestInvGateClient::new(settings.invgate)
-                    .context("configuring the InvGate client")?,
-            ),
-            settings.breaker,
-        );
+        let client = ReqwestInvGateClient::new(settings.invgate)
+            .context("configuring the InvGate client")?;
+        // Reads get a breaker of their own (failing reads must not stop creates), over the same
+        // connection pool and call slots.
+        let reader = Arc::new(TicketReader::new(
+            CircuitBreaker::new(client.clone(), settings.breaker),
+            repository.clone(),
+        ));
+        let gateway = CircuitBreaker::new(Failpoints::from_env(client), settings.breaker);
         let service = Arc::new(TicketCreator::new(
             gateway,
             repository,
@@ -80,9 +82,10 @@ impl Application {
             tracing::error!(error = ?err, "the spool cannot be read");
         }
         let verifier = Arc::new(verifier(&settings.auth).await?);
-        let workers = Workers::start(service.clone(), settings.worker_interval);
+        let workers = Workers::start(service.clone(), reader.clone(), settings.worker_interval);
         let state = HttpState {
             service: service.clone(),
+            queries: reader,
             verifier,
             limits: settings.limits,
             rate_limiter: RateLimiter::new(settings.server.rate_limit).map(Arc::new),
@@ -137,6 +140,15 @@ impl Application {
     }
 }
 
+type Reader = TicketReader<CircuitBreaker<ReqwestInvGateClient>, PgTicketRepository>;
+
+/// Open tickets whose status the sync refreshes per round (one InvGate call each): with the
+/// default 5 s interval, at most 2 calls a second.
+const SYNC_BATCH: usize = 10;
+
+/// A ticket's status is refreshed when it is older than this.
+const SYNC_MIN_AGE: Duration = Duration::from_secs(60);
+
 type Service = TicketCreator<
     CircuitBreaker<Failpoints<ReqwestInvGateClient>>,
     PgTicketRepository,
@@ -152,7 +164,7 @@ struct Workers {
 }
 
 impl Workers {
-    fn start(service: Arc<Service>, interval: Duration) -> Self {
+    fn start(service: Arc<Service>, reader: Arc<Reader>, interval: Duration) -> Self {
         let (stop, mut stopped) = tokio::sync::watch::channel(false);
         let replay = tokio::spawn(async move {
             loop {
@@ -169,6 +181,9 @@ impl Workers {
                 }
                 if let Err(err) = service.process_queue().await {
                     tracing::warn!(error = ?err, "cannot work off the queue now");
+                }
+                if let Err(err) = reader.sync_open(SYNC_BATCH, SYNC_MIN_AGE).await {
+                    tracing::warn!(error = ?err, "cannot sync ticket statuses now");
                 }
             }
         });

@@ -12,7 +12,8 @@ use crate::caller::{EmailAddress, InvGateUserId};
 use crate::error::GatewayError;
 use crate::operation::IncidentSummary;
 use crate::ports::IncidentGateway;
-use crate::ticket::NewTicket;
+use crate::reading::IncidentStatus;
+use crate::ticket::{IncidentId, NewTicket};
 
 /// When the breaker opens and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -176,5 +177,12 @@ impl<G: IncidentGateway> IncidentGateway for CircuitBreaker<G> {
         customer: InvGateUserId,
     ) -> Result<Vec<IncidentSummary>, GatewayError> {
         self.call(self.inner.open_incidents_of(customer)).await
+    }
+
+    async fn incident_status(
+        &self,
+        id: IncidentId,
+    ) -> Result<Option<IncidentStatus>, GatewayError> {
+        self.call(self.inner.incident_status(id)).await
     }
 }

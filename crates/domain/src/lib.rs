@@ -10,6 +10,8 @@ pub mod caller;
 pub mod error;
 pub mod operation;
 pub mod ports;
+pub mod queries;
+pub mod reading;
 pub mod service;
 pub mod spool;
 pub mod ticket;
@@ -24,7 +26,12 @@ pub use operation::{
     Begun, Fingerprint, IdempotencyKey, IncidentSummary, LoadedFiles, MarkerTemplate, NewOperation,
     Operation, OperationFailure, OperationId, OperationState, StoredAnswer, TicketSnapshot,
 };
-pub use ports::{IncidentGateway, TicketRepository, TicketService};
+pub use ports::{IncidentGateway, TicketQueries, TicketReadStore, TicketRepository, TicketService};
+pub use queries::TicketReader;
+pub use reading::{
+    IncidentStatus, PageCursor, ReadStoreError, ReadTicketsError, TicketDetail, TicketList,
+    TicketPage, TicketView,
+};
 pub use service::{
     CreateOutcome, CreateRequest, CreatedTicket, ServiceConfig, TicketCreator, UserCacheConfig,
 };

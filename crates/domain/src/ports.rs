@@ -12,8 +12,13 @@ use crate::error::{CreateTicketError, GatewayError, JournalError, StoreTicketErr
 use crate::operation::{
     Begun, IncidentSummary, LoadedFiles, NewOperation, Operation, OperationFailure, OperationId,
 };
+use crate::reading::{
+    IncidentStatus, ReadStoreError, ReadTicketsError, TicketDetail, TicketList, TicketPage,
+    TicketView,
+};
 use crate::service::{CreateOutcome, CreateRequest};
-use crate::ticket::{NewTicket, StoredTicket};
+use crate::ticket::{IncidentId, NewTicket, StoredTicket};
+use chrono::{DateTime, Utc};
 
 /// InvGate, as the create use case sees it.
 #[cfg_attr(feature = "mocks", mockall::automock)]
@@ -59,6 +64,46 @@ pub trait IncidentGateway: Send + Sync + 'static {
         &self,
         customer: InvGateUserId,
     ) -> Result<Vec<IncidentSummary>, GatewayError>;
+
+    /// Where an incident stands now (`GET incident`); `None` when InvGate does not know it.
+    async fn incident_status(&self, id: IncidentId)
+    -> Result<Option<IncidentStatus>, GatewayError>;
+}
+
+/// The local mirror of tickets, as the read side needs it.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait TicketReadStore: Send + Sync + 'static {
+    /// A page of `creator`'s tickets, newest first (one more than the limit, to know whether
+    /// another page follows).
+    async fn tickets_of(
+        &self,
+        creator: &EmailAddress,
+        page: &TicketPage,
+    ) -> Result<Vec<TicketView>, ReadStoreError>;
+
+    /// `creator`'s ticket with InvGate id `id`; `None` for anyone else's or an unknown one.
+    async fn ticket_of(
+        &self,
+        creator: &EmailAddress,
+        id: IncidentId,
+    ) -> Result<Option<TicketView>, ReadStoreError>;
+
+    /// Stores InvGate's current view of a ticket, read at `synced_at`.
+    async fn record_status(
+        &self,
+        id: IncidentId,
+        status: &IncidentStatus,
+        synced_at: DateTime<Utc>,
+    ) -> Result<(), ReadStoreError>;
+
+    /// Open tickets whose status was last read before `synced_before` (or never), least
+    /// recently synced first.
+    async fn due_for_sync(
+        &self,
+        limit: usize,
+        synced_before: DateTime<Utc>,
+    ) -> Result<Vec<IncidentId>, ReadStoreError>;
 }
 
 /// Where ticketd keeps its own record of every ticket, and the journal of create operations.
@@ -217,4 +262,30 @@ pub trait TicketService: Send + Sync + 'static {
         caller: &EmailAddress,
         id: OperationId,
     ) -> Result<Option<Operation>, CreateTicketError>;
+}
+
+/// The driving port of the read side.
+#[cfg_attr(feature = "mocks", mockall::automock)]
+#[async_trait]
+pub trait TicketQueries: Send + Sync + 'static {
+    /// A page of the caller's tickets, newest first.
+    ///
+    /// # Errors
+    /// [`ReadTicketsError::StoreUnavailable`].
+    async fn list_tickets(
+        &self,
+        caller: &EmailAddress,
+        page: TicketPage,
+    ) -> Result<TicketList, ReadTicketsError>;
+
+    /// The caller's ticket with InvGate id `id`, its status refreshed from InvGate when it
+    /// answers (else marked stale); `None` for another caller's ticket or an unknown id.
+    ///
+    /// # Errors
+    /// [`ReadTicketsError::StoreUnavailable`].
+    async fn ticket(
+        &self,
+        caller: &EmailAddress,
+        id: IncidentId,
+    ) -> Result<Option<TicketDetail>, ReadTicketsError>;
 }

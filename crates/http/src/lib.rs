@@ -10,6 +10,7 @@ mod files;
 mod middleware;
 mod problem;
 mod ratelimit;
+mod reads;
 mod routes;
 
 use std::path::PathBuf;
@@ -19,7 +20,7 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{App, web};
-use ticketd_domain::TicketService;
+use ticketd_domain::{TicketQueries, TicketService};
 
 pub use auth::Caller;
 pub use files::{AttachmentPolicy, Category, Refusal, Vetted, sniff, vet};
@@ -67,6 +68,8 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct HttpState {
     pub service: Arc<dyn TicketService>,
+    /// The read side: the caller's tickets.
+    pub queries: Arc<dyn TicketQueries>,
     pub verifier: Arc<Verifier>,
     pub limits: Limits,
     /// Per-caller limit on `/api/v1`; none when `None`.

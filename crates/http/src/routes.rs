@@ -36,11 +36,18 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                 .service(
                     resource("/tickets")
                         .route(web::post().to(create_ticket))
-                        .default_service(only("POST")),
+                        .route(web::get().to(crate::reads::list_tickets))
+                        .default_service(only("GET, POST")),
                 )
+                // Before `/tickets/{id}`, which would otherwise take "operations" for an id.
                 .service(
                     resource("/tickets/operations/{id}")
                         .route(web::get().to(operation_status))
+                        .default_service(only("GET")),
+                )
+                .service(
+                    resource("/tickets/{id}")
+                        .route(web::get().to(crate::reads::show_ticket))
                         .default_service(only("GET")),
                 ),
         );

@@ -9,7 +9,7 @@ use actix_web::test::{self, TestRequest};
 use secrecy::SecretString;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use ticketd_domain::ports::MockTicketService;
+use ticketd_domain::ports::{MockTicketQueries, MockTicketService};
 use ticketd_domain::{
     CreateOutcome, CreateRequest, CreateTicketError, CreatedTicket, IncidentId, NewTicket,
     OperationId, StoredAnswer,
@@ -32,6 +32,7 @@ fn bearer() -> (header::HeaderName, String) {
 fn state(service: MockTicketService, limits: Limits) -> HttpState {
     HttpState {
         service: Arc::new(service),
+        queries: Arc::new(MockTicketQueries::new()),
         verifier: Arc::new(
             Verifier::hs256(&SecretString::from(SECRET), Duration::from_secs(60))
                 .expect("a verifier"),
@@ -654,7 +655,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405_as_problems() {
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(
         headers.get(header::ALLOW).map(|v| v.as_bytes()),
-        Some(&b"POST"[..])
+        Some(&b"GET, POST"[..])
     );
 }
 
@@ -1295,4 +1296,157 @@ async fn an_old_office_file_passes_and_an_installer_dressed_as_one_does_not() {
             .contains("an executable"),
         "{body}"
     );
+}
+
+// ---- Read side ----
+
+fn ticket_view(id: i64) -> ticketd_domain::TicketView {
+    ticketd_domain::TicketView {
+        id: uuid::Uuid::now_v7(),
+        inv_gate_id: IncidentId::parse(id).expect("id"),
+        title: format!("ticket {id}"),
+        description: "d".into(),
+        category_id: 1,
+        priority_id: 2,
+        type_id: 1,
+        source_id: None,
+        location_id: None,
+        date_ocurred: None,
+        related_to: vec![],
+        attachments: json!([]),
+        created_at: chrono::DateTime::from_timestamp(1_700_000_000 + id, 0).expect("instant"),
+        status: ticketd_domain::IncidentStatus {
+            status_id: Some(1),
+            ..Default::default()
+        },
+        status_synced_at: None,
+    }
+}
+
+fn with_queries(queries: MockTicketQueries) -> HttpState {
+    let mut state = with_limits(Limits::default());
+    state.queries = Arc::new(queries);
+    state
+}
+
+#[actix_web::test]
+async fn the_list_is_the_callers_page_with_a_cursor_and_a_next_link() {
+    let mut queries = MockTicketQueries::new();
+    queries
+        .expect_list_tickets()
+        .withf(|caller, page| {
+            caller.as_str() == "alice@example.com" && page.limit == 2 && page.status_id == Some(1)
+        })
+        .returning(|_, _| {
+            let tickets = vec![ticket_view(9), ticket_view(8)];
+            let next = tickets.last().map(ticketd_domain::PageCursor::after);
+            Ok(ticketd_domain::TicketList { tickets, next })
+        });
+    let request = TestRequest::get()
+        .uri("/api/v1/tickets?limit=2&status_id=1")
+        .insert_header(bearer());
+    let (status, headers, body) = call(with_queries(queries), request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["tickets"][0]["inv_gate_id"], 9);
+    assert_eq!(body["tickets"][1]["status_id"], 1);
+    let cursor = body["next_cursor"].as_str().expect("cursor");
+    let link = headers
+        .get(header::LINK)
+        .and_then(|v| v.to_str().ok())
+        .expect("link");
+    assert!(
+        link.contains(cursor) && link.contains("status_id=1"),
+        "{link}"
+    );
+}
+
+#[actix_web::test]
+async fn bad_list_parameters_are_400_listing_each() {
+    let mut queries = MockTicketQueries::new();
+    queries.expect_list_tickets().never();
+    let request = TestRequest::get()
+        .uri("/api/v1/tickets?limit=500&cursor=nonsense&status_id=open")
+        .insert_header(bearer());
+    let (status, _, body) = call(with_queries(queries), request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let fields: Vec<&str> = body["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["limit", "cursor", "status_id"]);
+}
+
+#[actix_web::test]
+async fn a_ticket_has_an_etag_and_an_unchanged_one_is_304() {
+    let view = ticket_view(7);
+    let mut queries = MockTicketQueries::new();
+    queries.expect_ticket().returning(move |_, _| {
+        Ok(Some(ticketd_domain::TicketDetail {
+            ticket: view.clone(),
+            stale: false,
+        }))
+    });
+    let app = test::init_service(app(with_queries(queries))).await;
+    let first = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/api/v1/tickets/7")
+            .insert_header(bearer())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let etag = first.headers().get(header::ETAG).cloned().expect("etag");
+    let body: Value = serde_json::from_slice(&test::read_body(first).await).expect("json");
+    assert_eq!(
+        (body["inv_gate_id"].clone(), body["stale"].clone()),
+        (json!(7), json!(false))
+    );
+
+    let again = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/api/v1/tickets/7")
+            .insert_header(bearer())
+            .insert_header((header::IF_NONE_MATCH, etag.clone()))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    assert_eq!(again.headers().get(header::ETAG), Some(&etag));
+
+    let other = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/api/v1/tickets/7")
+            .insert_header(bearer())
+            .insert_header((header::IF_NONE_MATCH, "\"something-else\""))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(other.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn someone_elses_ticket_or_a_non_numeric_id_is_404() {
+    let mut queries = MockTicketQueries::new();
+    queries.expect_ticket().returning(|_, _| Ok(None));
+    let app = test::init_service(app(with_queries(queries))).await;
+    for uri in [
+        "/api/v1/tickets/7",
+        "/api/v1/tickets/abc",
+        "/api/v1/tickets/-3",
+    ] {
+        let response = test::call_service(
+            &app,
+            TestRequest::get()
+                .uri(uri)
+                .insert_header(bearer())
+                .to_request(),
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uri}");
+    }
 }

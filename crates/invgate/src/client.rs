@@ -8,7 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use ticketd_domain::ports::IncidentGateway;
 use ticketd_domain::{
-    Attachment, EmailAddress, GatewayError, IncidentId, IncidentSummary, InvGateUserId, NewTicket,
+    Attachment, EmailAddress, GatewayError, IncidentId, IncidentStatus, IncidentSummary,
+    InvGateUserId, NewTicket,
 };
 use tokio::sync::Semaphore;
 use tokio_util::io::ReaderStream;
@@ -559,6 +560,20 @@ impl IncidentGateway for ReqwestInvGateClient {
             |page| values_of(page.get("requests")),
         )
         .await
+    }
+
+    #[tracing::instrument(name = "invgate.incident", skip_all, fields(invgate.request_id = id.get()))]
+    async fn incident_status(
+        &self,
+        id: IncidentId,
+    ) -> Result<Option<IncidentStatus>, GatewayError> {
+        // InvGate's answer for an unknown id is undocumented: a 404, or an ERROR body.
+        match self.get_json("incident", &[("id", id.to_string())]).await {
+            Ok(body) if reports_error(&body) || !body.is_object() => Ok(None),
+            Ok(body) => Ok(Some(IncidentStatus::from_incident(&body))),
+            Err(GatewayError::Rejected { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 }
 

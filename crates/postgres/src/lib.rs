@@ -3,6 +3,7 @@
 
 mod journal;
 mod migrate;
+mod reads;
 mod repository;
 pub mod schema;
 

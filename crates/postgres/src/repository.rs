@@ -177,6 +177,10 @@ impl PgTicketRepository {
         Self { pool }
     }
 
+    pub(crate) fn pool(&self) -> &Pool<AsyncPgConnection> {
+        &self.pool
+    }
+
     async fn journal_connection(
         &self,
     ) -> Result<diesel_async::pooled_connection::deadpool::Object<AsyncPgConnection>, JournalError>

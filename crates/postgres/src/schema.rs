@@ -21,6 +21,11 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         operation_id -> Nullable<Uuid>,
+        status_id -> Nullable<Int8>,
+        last_update -> Nullable<Timestamptz>,
+        solved_at -> Nullable<Timestamptz>,
+        closed_at -> Nullable<Timestamptz>,
+        status_synced_at -> Nullable<Timestamptz>,
     }
 }
 
