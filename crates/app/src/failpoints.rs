@@ -74,4 +74,27 @@ impl<G: IncidentGateway> IncidentGateway for Failpoints<G> {
     ) -> Result<Option<ticketd_domain::IncidentStatus>, GatewayError> {
         self.inner.incident_status(id).await
     }
+
+    async fn comments_of(
+        &self,
+        id: ticketd_domain::IncidentId,
+    ) -> Result<Option<Vec<ticketd_domain::Comment>>, GatewayError> {
+        self.inner.comments_of(id).await
+    }
+
+    async fn add_comment(
+        &self,
+        id: ticketd_domain::IncidentId,
+        author: InvGateUserId,
+        comment: &ticketd_domain::NewComment,
+    ) -> Result<Value, GatewayError> {
+        self.inner.add_comment(id, author, comment).await
+    }
+
+    async fn reference_list(
+        &self,
+        list: ticketd_domain::ReferenceList,
+    ) -> Result<Vec<ticketd_domain::Reference>, GatewayError> {
+        self.inner.reference_list(list).await
+    }
 }

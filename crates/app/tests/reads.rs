@@ -128,3 +128,78 @@ async fn when_invgate_fails_the_local_copy_is_shown_marked_stale() {
     assert_eq!(body["inv_gate_id"], id);
     assert_eq!(body["status_synced_at"], Value::Null);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_creator_comments_with_a_file_and_reads_the_conversation_without_internal_notes() {
+    let (_db, app) = SimApp::spawn().await;
+    let id = create(&app, "needs a conversation").await;
+    let form = reqwest::multipart::Form::new()
+        .text("comment", "Here is the log")
+        .part(
+            "attachments[]",
+            reqwest::multipart::Part::bytes(b"line 1\nline 2\n".to_vec())
+                .file_name("日志.txt")
+                .mime_str("text/plain")
+                .expect("mime"),
+        );
+    let added = app
+        .http
+        .post(format!("{}/api/v1/tickets/{id}/comments", app.base_url))
+        .bearer_auth(TestApp::token(ALICE))
+        .multipart(form)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(added.status(), StatusCode::CREATED);
+
+    // An agent's internal note, written straight into InvGate.
+    let creds = app.sim.sim.credentials().clone();
+    let note = app
+        .http
+        .post(format!("{}incident.comment", app.sim.base_url()))
+        .basic_auth(&creds.username, Some(&creds.password))
+        .multipart(
+            reqwest::multipart::Form::new()
+                .text("request_id", id.to_string())
+                .text("author_id", "43")
+                .text("comment", "internal: customer is on the old VPN client")
+                .text("customer_visible", "0"),
+        )
+        .send()
+        .await
+        .expect("answers");
+    assert!(note.status().is_success());
+
+    let listed: Value = get(&app, &format!("/api/v1/tickets/{id}/comments"), ALICE)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let comments = listed["comments"].as_array().expect("comments");
+    assert_eq!(comments.len(), 1, "{listed}");
+    assert_eq!(comments[0]["comment"], "Here is the log");
+    assert_eq!(comments[0]["author_id"], 42);
+    assert_eq!(comments[0]["attachments"][0]["name"], "日志.txt");
+
+    let foreign = get(
+        &app,
+        &format!("/api/v1/tickets/{id}/comments"),
+        "bob@example.com",
+    )
+    .await;
+    assert_eq!(foreign.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ticket_meta_comes_from_invgate() {
+    let (_db, app) = SimApp::spawn().await;
+    let response = get(&app, "/api/v1/ticket-meta", ALICE).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let meta: Value = response.json().await.expect("json");
+    for list in ["priorities", "types", "statuses", "sources", "categories"] {
+        assert!(
+            !meta[list].as_array().expect("list").is_empty(),
+            "{list}: {meta}"
+        );
+    }
+}

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use serde_json::Value;
 
 use crate::caller::{EmailAddress, InvGateUserId};
+use crate::comments::{Comment, NewComment, Reference, ReferenceList};
 use crate::error::GatewayError;
 use crate::operation::IncidentSummary;
 use crate::ports::IncidentGateway;
@@ -184,5 +185,22 @@ impl<G: IncidentGateway> IncidentGateway for CircuitBreaker<G> {
         id: IncidentId,
     ) -> Result<Option<IncidentStatus>, GatewayError> {
         self.call(self.inner.incident_status(id)).await
+    }
+
+    async fn comments_of(&self, id: IncidentId) -> Result<Option<Vec<Comment>>, GatewayError> {
+        self.call(self.inner.comments_of(id)).await
+    }
+
+    async fn add_comment(
+        &self,
+        id: IncidentId,
+        author: InvGateUserId,
+        comment: &NewComment,
+    ) -> Result<Value, GatewayError> {
+        self.call(self.inner.add_comment(id, author, comment)).await
+    }
+
+    async fn reference_list(&self, list: ReferenceList) -> Result<Vec<Reference>, GatewayError> {
+        self.call(self.inner.reference_list(list)).await
     }
 }

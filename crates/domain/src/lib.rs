@@ -7,6 +7,7 @@
 pub mod attachment;
 pub mod breaker;
 pub mod caller;
+pub mod comments;
 pub mod error;
 pub mod operation;
 pub mod ports;
@@ -19,6 +20,10 @@ pub mod ticket;
 pub use attachment::{Attachment, AttachmentName, Sha256Hex};
 pub use breaker::{BreakerConfig, CircuitBreaker};
 pub use caller::{EmailAddress, EmailAddressError, InvGateUserId};
+pub use comments::{
+    Comment, CommentFile, CommentText, CommentsError, NewComment, Reference, ReferenceList,
+    TicketMeta,
+};
 pub use error::{
     CreateTicketError, FieldError, GatewayError, InvalidTicket, JournalError, StoreTicketError,
 };
@@ -27,7 +32,7 @@ pub use operation::{
     Operation, OperationFailure, OperationId, OperationState, StoredAnswer, TicketSnapshot,
 };
 pub use ports::{IncidentGateway, TicketQueries, TicketReadStore, TicketRepository, TicketService};
-pub use queries::TicketReader;
+pub use queries::{MetaCacheConfig, TicketReader};
 pub use reading::{
     IncidentStatus, PageCursor, ReadStoreError, ReadTicketsError, TicketDetail, TicketList,
     TicketPage, TicketView,

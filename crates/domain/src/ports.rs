@@ -8,6 +8,7 @@ use crate::caller::{EmailAddress, InvGateUserId};
 use std::time::Duration;
 
 use crate::attachment::Attachment;
+use crate::comments::{Comment, CommentsError, NewComment, Reference, ReferenceList, TicketMeta};
 use crate::error::{CreateTicketError, GatewayError, JournalError, StoreTicketError};
 use crate::operation::{
     Begun, IncidentSummary, LoadedFiles, NewOperation, Operation, OperationFailure, OperationId,
@@ -68,6 +69,21 @@ pub trait IncidentGateway: Send + Sync + 'static {
     /// Where an incident stands now (`GET incident`); `None` when InvGate does not know it.
     async fn incident_status(&self, id: IncidentId)
     -> Result<Option<IncidentStatus>, GatewayError>;
+
+    /// Every comment on an incident (`GET incident.comment`), internal ones included; `None` when
+    /// InvGate does not know the incident.
+    async fn comments_of(&self, id: IncidentId) -> Result<Option<Vec<Comment>>, GatewayError>;
+
+    /// Adds a customer-visible comment by `author` (`POST incident.comment`), files included.
+    async fn add_comment(
+        &self,
+        id: IncidentId,
+        author: InvGateUserId,
+        comment: &NewComment,
+    ) -> Result<Value, GatewayError>;
+
+    /// One of InvGate's reference lists.
+    async fn reference_list(&self, list: ReferenceList) -> Result<Vec<Reference>, GatewayError>;
 }
 
 /// The local mirror of tickets, as the read side needs it.
@@ -288,4 +304,33 @@ pub trait TicketQueries: Send + Sync + 'static {
         caller: &EmailAddress,
         id: IncidentId,
     ) -> Result<Option<TicketDetail>, ReadTicketsError>;
+
+    /// The comments on the caller's ticket `id` the caller may see (no internal notes); `None`
+    /// for another caller's ticket or an unknown id.
+    ///
+    /// # Errors
+    /// See [`CommentsError`].
+    async fn comments(
+        &self,
+        caller: &EmailAddress,
+        id: IncidentId,
+    ) -> Result<Option<Vec<Comment>>, CommentsError>;
+
+    /// Adds a comment to the caller's ticket `id` as the caller's InvGate user; InvGate's answer,
+    /// or `None` for another caller's ticket or an unknown id.
+    ///
+    /// # Errors
+    /// See [`CommentsError`].
+    async fn add_comment(
+        &self,
+        caller: &EmailAddress,
+        id: IncidentId,
+        comment: NewComment,
+    ) -> Result<Option<Value>, CommentsError>;
+
+    /// Priorities, types, statuses, sources and categories, cached.
+    ///
+    /// # Errors
+    /// [`CommentsError::Upstream`] when InvGate cannot answer and nothing is cached.
+    async fn ticket_meta(&self) -> Result<TicketMeta, CommentsError>;
 }

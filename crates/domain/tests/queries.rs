@@ -162,3 +162,159 @@ async fn the_sync_refreshes_due_tickets_and_stops_when_invgate_fails() {
         .expect("synced");
     assert_eq!(refreshed, 1);
 }
+
+fn comment(id: i64, visible: bool) -> ticketd_domain::Comment {
+    ticketd_domain::Comment {
+        id,
+        author_id: Some(42),
+        comment: format!("comment {id}"),
+        created_at: None,
+        is_solution: false,
+        attachments: vec![],
+        customer_visible: visible,
+    }
+}
+
+#[tokio::test]
+async fn the_service_desks_internal_notes_are_not_shown_to_the_caller() {
+    let mut store = MockTicketReadStore::new();
+    store
+        .expect_ticket_of()
+        .returning(|_, _| Ok(Some(view(7, 7))));
+    let mut gateway = MockIncidentGateway::new();
+    gateway.expect_comments_of().returning(|_| {
+        Ok(Some(vec![
+            comment(1, true),
+            comment(2, false),
+            comment(3, true),
+        ]))
+    });
+    let reader = TicketReader::new(gateway, store);
+    let comments = reader
+        .comments(&alice(), IncidentId::parse(7).expect("id"))
+        .await
+        .expect("read")
+        .expect("found");
+    assert_eq!(comments.iter().map(|c| c.id).collect::<Vec<_>>(), [1, 3]);
+}
+
+#[tokio::test]
+async fn nobody_comments_on_someone_elses_ticket() {
+    let mut store = MockTicketReadStore::new();
+    store.expect_ticket_of().returning(|_, _| Ok(None));
+    let mut gateway = MockIncidentGateway::new();
+    gateway.expect_add_comment().never();
+    gateway.expect_comments_of().never();
+    let reader = TicketReader::new(gateway, store);
+    let text = ticketd_domain::CommentText::parse("hello").expect("text");
+    let added = reader
+        .add_comment(
+            &alice(),
+            IncidentId::parse(7).expect("id"),
+            ticketd_domain::NewComment {
+                text,
+                attachments: vec![],
+            },
+        )
+        .await
+        .expect("answered");
+    assert!(added.is_none());
+    assert!(
+        reader
+            .comments(&alice(), IncidentId::parse(7).expect("id"))
+            .await
+            .expect("answered")
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn a_comment_is_written_as_the_callers_invgate_user() {
+    let mut store = MockTicketReadStore::new();
+    store
+        .expect_ticket_of()
+        .returning(|_, _| Ok(Some(view(7, 7))));
+    let mut gateway = MockIncidentGateway::new();
+    gateway
+        .expect_find_user_id_by_email()
+        .returning(|_| Ok(Some(ticketd_domain::InvGateUserId::new(42))));
+    gateway
+        .expect_add_comment()
+        .withf(|id, author, comment| {
+            id.get() == 7 && author.get() == 42 && comment.text.as_str() == "hello"
+        })
+        .times(1)
+        .returning(|_, _, _| Ok(json!({"status": "OK"})));
+    let reader = TicketReader::new(gateway, store);
+    let added = reader
+        .add_comment(
+            &alice(),
+            IncidentId::parse(7).expect("id"),
+            ticketd_domain::NewComment {
+                text: ticketd_domain::CommentText::parse("hello").expect("text"),
+                attachments: vec![],
+            },
+        )
+        .await
+        .expect("added");
+    assert_eq!(added, Some(json!({"status": "OK"})));
+}
+
+fn reference(id: i64) -> ticketd_domain::Reference {
+    ticketd_domain::Reference {
+        id,
+        name: format!("r{id}"),
+        parent_id: None,
+    }
+}
+
+#[tokio::test]
+async fn reference_data_is_cached_and_an_old_copy_beats_an_error() {
+    let calls = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = calls.clone();
+    let mut gateway = MockIncidentGateway::new();
+    gateway.expect_reference_list().returning(move |_| {
+        // The first round of five lists succeeds; everything after fails.
+        if counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 5 {
+            Ok(vec![reference(1)])
+        } else {
+            Err(GatewayError::Timeout)
+        }
+    });
+    let cached = TicketReader::with_meta_cache(
+        gateway,
+        MockTicketReadStore::new(),
+        ticketd_domain::MetaCacheConfig {
+            ttl: std::time::Duration::ZERO,
+        },
+    );
+    let first = cached.ticket_meta().await.expect("fetched");
+    assert_eq!(first.categories, [reference(1)]);
+    // Expired (TTL 0) and InvGate failing: the old copy is served.
+    let second = cached.ticket_meta().await.expect("served from cache");
+    assert_eq!(second, first);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 6);
+
+    let mut failing = MockIncidentGateway::new();
+    failing
+        .expect_reference_list()
+        .returning(|_| Err(GatewayError::Timeout));
+    let empty = TicketReader::new(failing, MockTicketReadStore::new());
+    assert!(empty.ticket_meta().await.is_err());
+}
+
+#[tokio::test]
+async fn fresh_reference_data_is_fetched_once_per_ttl() {
+    let mut gateway = MockIncidentGateway::new();
+    gateway
+        .expect_reference_list()
+        .times(5)
+        .returning(|_| Ok(vec![reference(2)]));
+    let reader = TicketReader::new(gateway, MockTicketReadStore::new());
+    for _ in 0..3 {
+        assert_eq!(
+            reader.ticket_meta().await.expect("meta").priorities,
+            [reference(2)]
+        );
+    }
+}

@@ -18,7 +18,10 @@ use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use tempfile::TempPath;
-use ticketd_domain::{Attachment, AttachmentName, FieldError, NewTicket, Sha256Hex, TicketDraft};
+use ticketd_domain::{
+    Attachment, AttachmentName, CommentText, FieldError, NewComment, NewTicket, Sha256Hex,
+    TicketDraft,
+};
 use tokio::io::AsyncWriteExt;
 
 use crate::Limits;
@@ -64,6 +67,58 @@ pub(crate) async fn bind_ticket(
     payload: web::Payload,
     limits: &Limits,
 ) -> Result<BoundTicket, ApiError> {
+    let (fields, attachments, files) = read_body(req, payload, limits).await?;
+    let ticket = to_ticket(&fields, attachments, limits)?;
+    Ok(BoundTicket {
+        ticket,
+        spooled: files,
+    })
+}
+
+/// A bound comment and the temporary files its attachments point to.
+#[derive(Debug)]
+pub(crate) struct BoundComment {
+    pub comment: NewComment,
+    /// The spooled attachment files, deleted when dropped.
+    pub spooled: Vec<TempPath>,
+}
+
+/// Binds the body of an add-comment request: `{"comment": "..."}` as JSON, or a `comment` form
+/// field (or a `request` JSON part) with files in `attachments[]`.
+pub(crate) async fn bind_comment(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: &Limits,
+) -> Result<BoundComment, ApiError> {
+    let (fields, attachments, files) = read_body(req, payload, limits).await?;
+    let text = match fields.get("comment") {
+        Some(Value::String(s)) => CommentText::parse(s)
+            .map_err(|message| ApiError::invalid(vec![FieldError::new("comment", message)]))?,
+        None | Some(Value::Null) => {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "comment",
+                "is required",
+            )]));
+        }
+        Some(_) => {
+            return Err(ApiError::invalid(vec![FieldError::new(
+                "comment",
+                "must be a string",
+            )]));
+        }
+    };
+    Ok(BoundComment {
+        comment: NewComment { text, attachments },
+        spooled: files,
+    })
+}
+
+/// Reads a JSON or multipart body into its fields and spooled, vetted files.
+async fn read_body(
+    req: &HttpRequest,
+    payload: web::Payload,
+    limits: &Limits,
+) -> Result<Multiparts, ApiError> {
     let content_type = req
         .headers()
         .get(CONTENT_TYPE)
@@ -96,18 +151,13 @@ pub(crate) async fn bind_ticket(
         )));
     };
     // A stalled client surfaces as a read error somewhere in the body; it is a timeout.
-    let (fields, attachments, files) = match read {
+    match read {
         Err(_) if timed_out.get() => {
             tracing::info!("the client stopped sending the body");
-            return Err(ApiError::RequestTimeout);
+            Err(ApiError::RequestTimeout)
         }
-        other => other?,
-    };
-    let ticket = to_ticket(&fields, attachments, limits)?;
-    Ok(BoundTicket {
-        ticket,
-        spooled: files,
-    })
+        other => other,
+    }
 }
 
 /// After this long, a body must have arrived at [`MIN_BODY_BYTES_PER_SEC`] on average.

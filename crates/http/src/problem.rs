@@ -237,11 +237,11 @@ impl ApiError {
                 "the caller's e-mail address has no user in InvGate; ask the service desk to create one".to_owned()
             }
             Self::UpstreamRejected(message) => message.clone(),
-            Self::UpstreamAuth => "the service desk refused ticketd's credentials; the ticket was not created".to_owned(),
+            Self::UpstreamAuth => "the service desk refused ticketd's credentials; nothing was created".to_owned(),
             Self::UpstreamBusy { .. } => "the service desk is rate limiting; retry later".to_owned(),
             Self::ExternalService => "the service desk failed or answered unexpectedly".to_owned(),
             Self::UpstreamTimeout => {
-                "the service desk did not answer in time; the ticket may have been created".to_owned()
+                "the service desk did not answer in time; the ticket or comment may have been recorded".to_owned()
             }
             Self::NotFound => "no such resource".to_owned(),
             Self::MethodNotAllowed { allow } => format!("allowed: {allow}"),

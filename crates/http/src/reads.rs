@@ -1,13 +1,20 @@
-//! The read side over HTTP: `GET /api/v1/tickets` (the caller's tickets, cursor pages) and
-//! `GET /api/v1/tickets/{id}` (one, fresh from InvGate or marked stale, with an `ETag`).
+//! The read side over HTTP: `GET /api/v1/tickets` (the caller's tickets, cursor pages),
+//! `GET /api/v1/tickets/{id}` (one, fresh from InvGate or marked stale, with an `ETag`), its
+//! comments (read and add), and the reference data of `GET /api/v1/ticket-meta`.
 
-use actix_web::http::header::{CACHE_CONTROL, ContentType, ETAG, HeaderValue, IF_NONE_MATCH, LINK};
+use actix_web::http::header::{
+    CACHE_CONTROL, ContentType, ETAG, HeaderValue, IF_NONE_MATCH, LINK, LOCATION,
+};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use ticketd_domain::{
-    FieldError, IncidentId, PageCursor, ReadTicketsError, TicketPage, TicketView,
+    Comment, CommentsError, CreateTicketError, FieldError, IncidentId, PageCursor,
+    ReadTicketsError, TicketPage, TicketView,
 };
+use tracing::Instrument;
+
+use crate::binding::{BoundComment, bind_comment};
 
 use crate::HttpState;
 use crate::auth::Caller;
@@ -170,12 +177,7 @@ pub(crate) async fn show_ticket(
     caller: Caller,
     state: web::Data<HttpState>,
 ) -> Result<HttpResponse, ApiError> {
-    let id = path
-        .into_inner()
-        .parse::<i64>()
-        .ok()
-        .and_then(|n| IncidentId::parse(n).ok())
-        .ok_or(ApiError::NotFound)?;
+    let id = ticket_id(&path.into_inner())?;
     let detail = state
         .queries
         .ticket(&caller.email, id)
@@ -201,4 +203,88 @@ pub(crate) async fn show_ticket(
         .insert_header((CACHE_CONTROL, cache))
         .content_type(ContentType::json())
         .body(body))
+}
+
+fn from_comments(err: CommentsError) -> ApiError {
+    match err {
+        CommentsError::StoreUnavailable(cause) => {
+            tracing::error!(error = ?cause, "the ticket store is unavailable");
+            ApiError::StoreUnavailable
+        }
+        CommentsError::UserNotProvisioned => {
+            ApiError::from_create(CreateTicketError::UserNotProvisioned {
+                email: String::new(),
+            })
+        }
+        CommentsError::Upstream(err) => ApiError::from_create(CreateTicketError::from(err)),
+    }
+}
+
+fn ticket_id(raw: &str) -> Result<IncidentId, ApiError> {
+    raw.parse::<i64>()
+        .ok()
+        .and_then(|n| IncidentId::parse(n).ok())
+        .ok_or(ApiError::NotFound)
+}
+
+#[derive(Debug, Serialize)]
+struct CommentsBody<'a> {
+    comments: &'a [Comment],
+}
+
+/// `GET /api/v1/tickets/{id}/comments`: the comments on the caller's own ticket the caller may
+/// see (the service desk's internal notes are left out).
+#[tracing::instrument(name = "tickets.comments", skip_all)]
+pub(crate) async fn list_comments(
+    path: web::Path<String>,
+    caller: Caller,
+    state: web::Data<HttpState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ticket_id(&path.into_inner())?;
+    let comments = state
+        .queries
+        .comments(&caller.email, id)
+        .await
+        .map_err(from_comments)?
+        .ok_or(ApiError::NotFound)?;
+    Ok(HttpResponse::Ok().json(CommentsBody {
+        comments: &comments,
+    }))
+}
+
+/// `POST /api/v1/tickets/{id}/comments`: a comment on the caller's own ticket, by the caller's
+/// InvGate user, JSON or multipart with files; answered 201 with InvGate's answer.
+#[tracing::instrument(name = "tickets.comment", skip_all)]
+pub(crate) async fn add_comment(
+    req: HttpRequest,
+    path: web::Path<String>,
+    payload: web::Payload,
+    caller: Caller,
+    state: web::Data<HttpState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = ticket_id(&path.into_inner())?;
+    let BoundComment { comment, spooled } = bind_comment(&req, payload, &state.limits)
+        .instrument(tracing::info_span!("binding"))
+        .await?;
+    let answer = state
+        .queries
+        .add_comment(&caller.email, id, comment)
+        .await
+        .map_err(from_comments)?
+        .ok_or(ApiError::NotFound)?;
+    // The files go only once InvGate has them.
+    drop(spooled);
+    Ok(HttpResponse::Created()
+        .insert_header((LOCATION, format!("/api/v1/tickets/{id}/comments")))
+        .json(answer))
+}
+
+/// `GET /api/v1/ticket-meta`: priorities, types, statuses, sources and categories, from
+/// InvGate, cached.
+#[tracing::instrument(name = "tickets.meta", skip_all)]
+pub(crate) async fn ticket_meta(state: web::Data<HttpState>) -> Result<HttpResponse, ApiError> {
+    let meta = state.queries.ticket_meta().await.map_err(from_comments)?;
+    Ok(HttpResponse::Ok()
+        .insert_header((CACHE_CONTROL, "private, max-age=300"))
+        .json(meta))
 }

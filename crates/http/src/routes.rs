@@ -49,6 +49,17 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
                     resource("/tickets/{id}")
                         .route(web::get().to(crate::reads::show_ticket))
                         .default_service(only("GET")),
+                )
+                .service(
+                    resource("/tickets/{id}/comments")
+                        .route(web::get().to(crate::reads::list_comments))
+                        .route(web::post().to(crate::reads::add_comment))
+                        .default_service(only("GET, POST")),
+                )
+                .service(
+                    resource("/ticket-meta")
+                        .route(web::get().to(crate::reads::ticket_meta))
+                        .default_service(only("GET")),
                 ),
         );
 }

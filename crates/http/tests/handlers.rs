@@ -126,10 +126,14 @@ impl Form {
     }
 
     fn request(self) -> TestRequest {
+        self.request_to("/api/v1/tickets")
+    }
+
+    fn request_to(self, uri: &str) -> TestRequest {
         let mut body = self.body;
         body.extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
         TestRequest::post()
-            .uri("/api/v1/tickets")
+            .uri(uri)
             .insert_header(bearer())
             .insert_header((
                 header::CONTENT_TYPE,
@@ -1449,4 +1453,115 @@ async fn someone_elses_ticket_or_a_non_numeric_id_is_404() {
         .await;
         assert_eq!(response.status(), StatusCode::NOT_FOUND, "{uri}");
     }
+}
+
+#[actix_web::test]
+async fn comments_are_listed_and_added_as_json_or_multipart_with_files() {
+    let mut queries = MockTicketQueries::new();
+    queries.expect_comments().returning(|_, _| {
+        Ok(Some(vec![ticketd_domain::Comment {
+            id: 3,
+            author_id: Some(42),
+            comment: "We are on it".into(),
+            created_at: None,
+            is_solution: false,
+            attachments: vec![],
+            customer_visible: true,
+        }]))
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    queries
+        .expect_add_comment()
+        .returning(move |_, id, comment| {
+            let files: Vec<Vec<u8>> = comment
+                .attachments
+                .iter()
+                .map(|a| std::fs::read(&a.path).expect("spooled"))
+                .collect();
+            log.lock()
+                .expect("lock")
+                .push((id.get(), comment.text.as_str().to_owned(), files));
+            Ok(Some(json!({"status": "OK", "info": "Comment added"})))
+        });
+    let app = test::init_service(app(with_queries(queries))).await;
+
+    let listed = test::call_service(
+        &app,
+        TestRequest::get()
+            .uri("/api/v1/tickets/7/comments")
+            .insert_header(bearer())
+            .to_request(),
+    )
+    .await;
+    assert_eq!(listed.status(), StatusCode::OK);
+    let body: Value = serde_json::from_slice(&test::read_body(listed).await).expect("json");
+    assert_eq!(body["comments"][0]["comment"], "We are on it");
+    assert!(body["comments"][0].get("customer_visible").is_none());
+
+    let json_comment = TestRequest::post()
+        .uri("/api/v1/tickets/7/comments")
+        .insert_header(bearer())
+        .insert_header((header::CONTENT_TYPE, "application/json"))
+        .set_payload(r#"{"comment": " Still broken "}"#);
+    let added = test::call_service(&app, json_comment.to_request()).await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+
+    let mut form = Form::new().text("comment", "Photo attached");
+    form = form.file("attachments[]", "screen.pdf", "application/pdf", PDF);
+    let request = form.request_to("/api/v1/tickets/7/comments").to_request();
+    let added = test::call_service(&app, request).await;
+    assert_eq!(added.status(), StatusCode::CREATED);
+
+    let seen = seen.lock().expect("lock");
+    assert_eq!((seen[0].0, seen[0].1.as_str()), (7, "Still broken"));
+    assert_eq!(seen[1].1, "Photo attached");
+    assert_eq!(seen[1].2, [PDF.to_vec()]);
+}
+
+#[actix_web::test]
+async fn a_blank_or_missing_comment_is_400_and_a_foreign_ticket_404() {
+    let mut queries = MockTicketQueries::new();
+    queries.expect_add_comment().returning(|_, _, _| Ok(None));
+    let app = test::init_service(app(with_queries(queries))).await;
+    for (body, expected) in [
+        (r#"{"comment": "  "}"#, StatusCode::BAD_REQUEST),
+        (r#"{"text": "wrong field"}"#, StatusCode::BAD_REQUEST),
+        (r#"{"comment": 5}"#, StatusCode::BAD_REQUEST),
+        (r#"{"comment": "fine"}"#, StatusCode::NOT_FOUND),
+    ] {
+        let request = TestRequest::post()
+            .uri("/api/v1/tickets/7/comments")
+            .insert_header(bearer())
+            .insert_header((header::CONTENT_TYPE, "application/json"))
+            .set_payload(body);
+        let response = test::call_service(&app, request.to_request()).await;
+        assert_eq!(response.status(), expected, "{body}");
+    }
+}
+
+#[actix_web::test]
+async fn ticket_meta_lists_the_reference_data() {
+    let mut queries = MockTicketQueries::new();
+    queries.expect_ticket_meta().returning(|| {
+        let one = |id, name: &str| ticketd_domain::Reference {
+            id,
+            name: name.into(),
+            parent_id: None,
+        };
+        Ok(ticketd_domain::TicketMeta {
+            priorities: vec![one(1, "Low")],
+            types: vec![one(1, "Incident")],
+            statuses: vec![one(1, "New")],
+            sources: vec![one(2, "Web")],
+            categories: vec![one(3, "Hardware")],
+        })
+    });
+    let request = TestRequest::get()
+        .uri("/api/v1/ticket-meta")
+        .insert_header(bearer());
+    let (status, _, body) = call(with_queries(queries), request).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["priorities"][0]["name"], "Low");
+    assert_eq!(body["categories"][0]["id"], 3);
 }

@@ -8,8 +8,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use ticketd_domain::ports::IncidentGateway;
 use ticketd_domain::{
-    Attachment, EmailAddress, GatewayError, IncidentId, IncidentStatus, IncidentSummary,
-    InvGateUserId, NewTicket,
+    Attachment, Comment, EmailAddress, GatewayError, IncidentId, IncidentStatus, IncidentSummary,
+    InvGateUserId, NewComment, NewTicket, Reference, ReferenceList,
 };
 use tokio::sync::Semaphore;
 use tokio_util::io::ReaderStream;
@@ -255,6 +255,25 @@ impl ReqwestInvGateClient {
         }
         Ok(form)
     }
+
+    async fn comment_form(
+        &self,
+        id: IncidentId,
+        author: InvGateUserId,
+        comment: &NewComment,
+    ) -> Result<Form, GatewayError> {
+        let mut form = Form::new()
+            .text("request_id", id.to_string())
+            .text("author_id", author.to_string())
+            .text("comment", comment.text.as_str().to_owned())
+            // Written by the customer, for the customer's eyes too.
+            .text("customer_visible", "1")
+            .text("is_solution", "0");
+        for attachment in &comment.attachments {
+            form = form.part("attachments[]", file_part(attachment).await?);
+        }
+        Ok(form)
+    }
 }
 
 /// reqwest is built without a bundled TLS crypto provider (that one needs a C build); this installs
@@ -380,6 +399,28 @@ fn failure(answer: &Answer) -> GatewayError {
         },
         _ => GatewayError::Unavailable(anyhow::anyhow!("InvGate answered HTTP {status}")),
     }
+}
+
+/// The entries of a reference list: `[{id, name}]` (categories add `parent_category_id`), as an
+/// array or an object keyed by id.
+fn references(body: &Value) -> Vec<Reference> {
+    values_of(Some(body))
+        .into_iter()
+        .filter_map(|entry| {
+            Some(Reference {
+                id: entry.get("id").and_then(as_id)?,
+                name: entry
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                parent_id: entry
+                    .get("parent_category_id")
+                    .and_then(as_id)
+                    .filter(|id| *id > 0),
+            })
+        })
+        .collect()
 }
 
 /// A successful create's answer: JSON that does not report an error (InvGate says `ERROR` with
@@ -574,6 +615,90 @@ impl IncidentGateway for ReqwestInvGateClient {
             Err(GatewayError::Rejected { .. }) => Ok(None),
             Err(err) => Err(err),
         }
+    }
+
+    #[tracing::instrument(name = "invgate.comments", skip_all, fields(invgate.request_id = id.get()))]
+    async fn comments_of(&self, id: IncidentId) -> Result<Option<Vec<Comment>>, GatewayError> {
+        match self
+            .get_json("incident.comment", &[("request_id", id.to_string())])
+            .await
+        {
+            Ok(body) if reports_error(&body) => Ok(None),
+            Ok(body) => Ok(Some(
+                values_of(Some(&body))
+                    .into_iter()
+                    .filter_map(Comment::from_invgate)
+                    .collect(),
+            )),
+            Err(GatewayError::Rejected { .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    #[tracing::instrument(name = "invgate.add_comment", skip_all, fields(invgate.request_id = id.get()))]
+    async fn add_comment(
+        &self,
+        id: IncidentId,
+        author: InvGateUserId,
+        comment: &NewComment,
+    ) -> Result<Value, GatewayError> {
+        // Like a create: resent only when InvGate certainly did nothing.
+        let answer = self
+            .with_retries(
+                |e| {
+                    matches!(
+                        e,
+                        GatewayError::NotSent(_) | GatewayError::RateLimited { .. }
+                    )
+                },
+                |timeout| async move {
+                    let form = self.comment_form(id, author, comment).await?;
+                    let answer = send(
+                        self.request(Method::POST, "incident.comment", timeout)
+                            .multipart(form),
+                    )
+                    .await?;
+                    if answer.status.is_success() {
+                        Ok(answer)
+                    } else {
+                        Err(failure(&answer))
+                    }
+                },
+            )
+            .await?;
+        created(&answer)
+    }
+
+    #[tracing::instrument(name = "invgate.reference", skip_all, fields(list = ?list))]
+    async fn reference_list(&self, list: ReferenceList) -> Result<Vec<Reference>, GatewayError> {
+        let endpoint = match list {
+            ReferenceList::Priorities => "incident.attributes.priority",
+            ReferenceList::Types => "incident.attributes.type",
+            ReferenceList::Statuses => "incident.attributes.status",
+            ReferenceList::Sources => "incident.attributes.source",
+            ReferenceList::Categories => "categories",
+        };
+        if list != ReferenceList::Categories {
+            let body = self.get_json(endpoint, &[]).await?;
+            return Ok(references(&body));
+        }
+        // Categories come in pages of at most 500.
+        let mut all = Vec::new();
+        for page in 1..=MAX_PAGES {
+            let body = self
+                .get_json(
+                    endpoint,
+                    &[("page", page.to_string()), ("page_size", "500".into())],
+                )
+                .await?;
+            let found = references(&body);
+            let last = found.len() < 500;
+            all.extend(found);
+            if last {
+                break;
+            }
+        }
+        Ok(all)
     }
 }
 

@@ -678,3 +678,110 @@ async fn a_user_lookup_is_retried_after_a_server_error() {
 
     assert_eq!(found, Some(InvGateUserId::new(42)));
 }
+
+#[tokio::test]
+async fn a_comment_is_sent_customer_visible_by_its_author_and_not_resent_after_a_500() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident.comment"))
+        .and(basic_auth(BASIC_ALICE.0, BASIC_ALICE.1))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"status": "OK"})))
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    let comment = ticketd_domain::NewComment {
+        text: ticketd_domain::CommentText::parse("Still broken").expect("text"),
+        attachments: vec![],
+    };
+    let id = ticketd_domain::IncidentId::parse(1864).expect("id");
+    client(&server)
+        .add_comment(id, InvGateUserId::new(42), &comment)
+        .await
+        .expect("added");
+    let requests = server.received_requests().await.expect("recording on");
+    let fields = text_fields(&parse_multipart(&requests[0]));
+    for expected in [
+        ("request_id", "1864"),
+        ("author_id", "42"),
+        ("comment", "Still broken"),
+        ("customer_visible", "1"),
+        ("is_solution", "0"),
+    ] {
+        assert!(
+            fields.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} in {fields:?}"
+        );
+    }
+
+    // A 500 may have recorded the comment: it is not sent again.
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident.comment"))
+        .respond_with(ResponseTemplate::new(500))
+        .mount(&server)
+        .await;
+    let failed = client(&server)
+        .add_comment(id, InvGateUserId::new(42), &comment)
+        .await;
+    assert!(failed.is_err());
+    assert_eq!(server.received_requests().await.map(|r| r.len()), Some(2));
+}
+
+#[tokio::test]
+async fn reference_lists_and_an_incidents_status_are_read_from_their_endpoints() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/incident.attributes.priority"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([{"id": "1", "name": "Low"}])))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/categories"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!([{"id": 3, "name": "Hardware", "parent_category_id": 0}, {"id": 4, "name": "Laptops", "parent_category_id": 3}]),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/incident"))
+        .and(query_param("id", "7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": 7, "status_id": 4, "last_update": 1_700_000_000, "solved_at": null}),
+        ))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api/v1/incident"))
+        .and(query_param("id", "8"))
+        .respond_with(
+            ResponseTemplate::new(404).set_body_json(json!({"status": "ERROR", "info": "no"})),
+        )
+        .mount(&server)
+        .await;
+    let client = client(&server);
+    let priorities = client
+        .reference_list(ticketd_domain::ReferenceList::Priorities)
+        .await
+        .expect("priorities");
+    assert_eq!((priorities[0].id, priorities[0].name.as_str()), (1, "Low"));
+    let categories = client
+        .reference_list(ticketd_domain::ReferenceList::Categories)
+        .await
+        .expect("categories");
+    assert_eq!(
+        categories.iter().map(|c| c.parent_id).collect::<Vec<_>>(),
+        [None, Some(3)]
+    );
+    let status = client
+        .incident_status(ticketd_domain::IncidentId::parse(7).expect("id"))
+        .await
+        .expect("read")
+        .expect("known");
+    assert_eq!(status.status_id, Some(4));
+    assert!(
+        client
+            .incident_status(ticketd_domain::IncidentId::parse(8).expect("id"))
+            .await
+            .expect("read")
+            .is_none()
+    );
+}
