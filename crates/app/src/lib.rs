@@ -4,6 +4,7 @@
 pub mod config;
 pub mod demo;
 mod failpoints;
+mod ops;
 pub mod telemetry;
 pub mod token;
 
@@ -58,7 +59,7 @@ impl Application {
             tracing::info!(migrations = ?applied, "applied pending migrations");
         }
         let pool = connect_pool(database_url, PoolConfig::default())?;
-        let repository = PgTicketRepository::new(pool);
+        let repository = PgTicketRepository::new(pool.clone());
         let spool = FsRecordSpool::open(&settings.spool_dir)?;
         tracing::info!(spool.dir = %settings.spool_dir.display(), "spool ready");
         let service_config = settings.service_config();
@@ -69,6 +70,11 @@ impl Application {
         let reader = Arc::new(TicketReader::new(
             CircuitBreaker::new(client.clone(), settings.breaker),
             repository.clone(),
+        ));
+        let ops = Arc::new(ops::AppOperations::new(
+            pool,
+            client.clone(),
+            settings.spool_dir.clone(),
         ));
         let gateway = CircuitBreaker::new(Failpoints::from_env(client), settings.breaker);
         let service = Arc::new(TicketCreator::new(
@@ -82,10 +88,22 @@ impl Application {
             tracing::error!(error = ?err, "the spool cannot be read");
         }
         let verifier = Arc::new(verifier(&settings.auth).await?);
+        {
+            let (service, reader) = (service.clone(), reader.clone());
+            ticketd_metrics::metrics().set_cache_source(move || {
+                let (user_hits, user_misses) = service.user_cache_stats().snapshot();
+                let (meta_hits, meta_misses) = reader.meta_cache_stats().snapshot();
+                vec![
+                    ("invgate_user", user_hits, user_misses),
+                    ("ticket_meta", meta_hits, meta_misses),
+                ]
+            });
+        }
         let workers = Workers::start(service.clone(), reader.clone(), settings.worker_interval);
         let state = HttpState {
             service: service.clone(),
             queries: reader,
+            ops,
             verifier,
             limits: settings.limits,
             rate_limiter: RateLimiter::new(settings.server.rate_limit).map(Arc::new),

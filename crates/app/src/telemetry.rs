@@ -21,11 +21,14 @@ pub fn init(settings: &LogSettings) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let installed = match settings.format {
+        // Every line carries the spans it sits in (so the request id of the outermost one), and
+        // each span's end is a line of its own with its duration (`time.busy`, `time.idle`).
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
             .with_current_span(true)
-            .with_span_list(false)
+            .with_span_list(true)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
             .try_init(),
         LogFormat::Pretty => builder.try_init(),
     };

@@ -459,3 +459,83 @@ async fn a_black_box_session_with_known_secrets_logs_none_of_them_nor_tokens_nor
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_log_line_of_a_request_carries_its_id_and_each_step_logs_its_duration() {
+    let db = test_database().await.expect("database");
+    let invgate = invgate_knowing_alice().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"status": "OK", "info": "ok", "request_id": 12})),
+        )
+        .mount(&invgate)
+        .await;
+    let spool = support::spool_dir();
+    let (mut child, address, logs) = start_serving_with(
+        db.url(),
+        &invgate.uri(),
+        spool.path(),
+        &[("RUST_LOG", "info")],
+    );
+    ticketd_invgate::install_crypto_provider();
+    let http = reqwest::Client::new();
+    let url = format!("http://{address}/api/v1/tickets");
+    let _ = http
+        .post(&url)
+        .bearer_auth("not-a-token")
+        .header("x-request-id", "refused-1")
+        .json(&valid_ticket())
+        .send()
+        .await
+        .expect("answers");
+    let created = http
+        .post(&url)
+        .bearer_auth(TestApp::token(ALICE))
+        .header("x-request-id", "created-1")
+        .json(&valid_ticket())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(created.status(), reqwest::StatusCode::CREATED);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = tokio::task::spawn_blocking(move || child.wait()).await;
+    let entries: Vec<Value> = logs
+        .try_iter()
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect();
+    let request_of = |e: &Value| e["spans"][0]["request_id"].as_str().map(ToOwned::to_owned);
+
+    let refused = entries
+        .iter()
+        .find(|e| e["message"] == "bearer token refused")
+        .expect("the refusal is logged");
+    assert_eq!(
+        request_of(refused).as_deref(),
+        Some("refused-1"),
+        "{refused}"
+    );
+    let auth_close = entries
+        .iter()
+        .find(|e| e["message"] == "close" && e["span"]["name"] == "auth")
+        .expect("the auth step logs its end");
+    assert!(auth_close["time.busy"].is_string(), "{auth_close}");
+
+    let invgate_close = entries
+        .iter()
+        .find(|e| e["message"] == "close" && e["span"]["name"] == "invgate.create_incident")
+        .expect("the InvGate call's span logs its end");
+    assert_eq!(request_of(invgate_close).as_deref(), Some("created-1"));
+    assert!(invgate_close["time.busy"].is_string(), "{invgate_close}");
+    assert!(
+        entries.iter().any(|e| e["message"] == "close"
+            && request_of(e).as_deref() == Some("created-1")
+            && e["span"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("db."))),
+        "a database step of the request logs its duration"
+    );
+}

@@ -38,7 +38,8 @@ pub use reading::{
     TicketPage, TicketView,
 };
 pub use service::{
-    CreateOutcome, CreateRequest, CreatedTicket, ServiceConfig, TicketCreator, UserCacheConfig,
+    CacheStats, CreateOutcome, CreateRequest, CreatedTicket, ServiceConfig, TicketCreator,
+    UserCacheConfig,
 };
 pub use spool::{RecordSpool, SpoolError, SpooledRecord};
 pub use ticket::{

@@ -14,6 +14,7 @@ use crate::comments::{Comment, CommentsError, NewComment, ReferenceList, TicketM
 use crate::error::GatewayError;
 use crate::ports::{IncidentGateway, TicketQueries, TicketReadStore};
 use crate::reading::{PageCursor, ReadTicketsError, TicketDetail, TicketList, TicketPage};
+use crate::service::CacheStats;
 use crate::ticket::IncidentId;
 
 /// How long InvGate's reference lists are kept.
@@ -37,6 +38,14 @@ pub struct TicketReader<G, S> {
     store: S,
     meta_config: MetaCacheConfig,
     meta: RwLock<Option<(Instant, Arc<TicketMeta>)>>,
+    meta_stats: CacheStats,
+}
+
+impl<G, S> TicketReader<G, S> {
+    /// Hits and misses of the reference-data cache.
+    pub fn meta_cache_stats(&self) -> &CacheStats {
+        &self.meta_stats
+    }
 }
 
 impl<G: IncidentGateway, S: TicketReadStore> TicketReader<G, S> {
@@ -50,6 +59,7 @@ impl<G: IncidentGateway, S: TicketReadStore> TicketReader<G, S> {
             store,
             meta_config,
             meta: RwLock::new(None),
+            meta_stats: CacheStats::default(),
         }
     }
 
@@ -228,8 +238,10 @@ impl<G: IncidentGateway, S: TicketReadStore> TicketQueries for TicketReader<G, S
         if let Some((at, meta)) = &cached
             && at.elapsed() < self.meta_config.ttl
         {
+            self.meta_stats.record(true);
             return Ok(TicketMeta::clone(meta));
         }
+        self.meta_stats.record(false);
         match self.fetch_meta().await {
             Ok(meta) => {
                 *self

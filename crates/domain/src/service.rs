@@ -143,6 +143,13 @@ pub struct TicketCreator<G, R, S> {
     config: ServiceConfig,
 }
 
+impl<G, R, S> TicketCreator<G, R, S> {
+    /// Hits and misses of the cache of InvGate user ids.
+    pub fn user_cache_stats(&self) -> &CacheStats {
+        &self.users.stats
+    }
+}
+
 impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R, S> {
     pub fn new(gateway: G, repository: R, spool: S, config: ServiceConfig) -> Self {
         Self {
@@ -776,11 +783,35 @@ fn as_positive_id(value: &Value) -> Option<IncidentId> {
     IncidentId::parse(raw).ok()
 }
 
+/// How often a cache answered (hits) or had to ask (misses); read by the metrics.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    hits: std::sync::atomic::AtomicU64,
+    misses: std::sync::atomic::AtomicU64,
+}
+
+impl CacheStats {
+    pub fn record(&self, hit: bool) {
+        let counter = if hit { &self.hits } else { &self.misses };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// `(hits, misses)` so far.
+    #[must_use]
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.hits.load(std::sync::atomic::Ordering::Relaxed),
+            self.misses.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+}
+
 /// Found users by normalized e-mail, each with when it was learnt.
 #[derive(Debug)]
 struct UserCache {
     config: UserCacheConfig,
     entries: Mutex<HashMap<String, (InvGateUserId, Instant)>>,
+    stats: CacheStats,
 }
 
 impl UserCache {
@@ -788,6 +819,7 @@ impl UserCache {
         Self {
             config,
             entries: Mutex::new(HashMap::new()),
+            stats: CacheStats::default(),
         }
     }
 
@@ -796,10 +828,12 @@ impl UserCache {
             .entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        entries
+        let found = entries
             .get(&email.normalized())
             .filter(|(_, learnt)| learnt.elapsed() < self.config.ttl)
-            .map(|(id, _)| *id)
+            .map(|(id, _)| *id);
+        self.stats.record(found.is_some());
+        found
     }
 
     fn put(&self, email: &EmailAddress, id: InvGateUserId) {

@@ -8,6 +8,7 @@ mod auth;
 mod binding;
 mod files;
 mod middleware;
+mod ops;
 mod problem;
 mod ratelimit;
 mod reads;
@@ -24,6 +25,7 @@ use ticketd_domain::{TicketQueries, TicketService};
 
 pub use auth::Caller;
 pub use files::{AttachmentPolicy, Category, Refusal, Vetted, sniff, vet};
+pub use ops::{AlwaysReady, Check, Operations};
 pub use problem::ApiError;
 pub use ratelimit::{Decision, RateLimit, RateLimiter};
 pub use ticketd_auth::{AuthError, Verifier, mint_hs256_token};
@@ -70,6 +72,8 @@ pub struct HttpState {
     pub service: Arc<dyn TicketService>,
     /// The read side: the caller's tickets.
     pub queries: Arc<dyn TicketQueries>,
+    /// Readiness checks and scrape-time metrics.
+    pub ops: Arc<dyn Operations>,
     pub verifier: Arc<Verifier>,
     pub limits: Limits,
     /// Per-caller limit on `/api/v1`; none when `None`.

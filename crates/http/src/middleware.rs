@@ -106,6 +106,25 @@ pub(crate) async fn request_context(
         Ok(response) => response.status(),
         Err(error) => error.as_response_error().status_code(),
     };
+    // Route patterns, not paths, and only standard methods: the label sets stay few whatever
+    // clients send.
+    let route = match &outcome {
+        Ok(response) => response
+            .request()
+            .match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned()),
+        Err(_) => "unmatched".to_owned(),
+    };
+    let method_label = match method.as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    };
+    ticketd_metrics::metrics().http_request(
+        &route,
+        method_label,
+        status.as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         target: "ticketd::access",
         request_id = %request_id,

@@ -28,6 +28,8 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
         web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
     };
     cfg.service(resource("/healthz").route(web::get().to(healthz)))
+        .service(resource("/readyz").route(web::get().to(crate::ops::readyz)))
+        .service(resource("/metrics").route(web::get().to(crate::ops::metrics)))
         .service(
             web::scope("/api/v1")
                 // Runs second: the caller is known when the limit is checked.

@@ -33,6 +33,7 @@ fn state(service: MockTicketService, limits: Limits) -> HttpState {
     HttpState {
         service: Arc::new(service),
         queries: Arc::new(MockTicketQueries::new()),
+        ops: Arc::new(ticketd_http::AlwaysReady),
         verifier: Arc::new(
             Verifier::hs256(&SecretString::from(SECRET), Duration::from_secs(60))
                 .expect("a verifier"),

@@ -274,6 +274,30 @@ impl ReqwestInvGateClient {
         }
         Ok(form)
     }
+
+    /// InvGate's version (`GET sd.version`): the cheapest authenticated call, for readiness.
+    /// One attempt, no retries: a probe must answer quickly.
+    ///
+    /// # Errors
+    /// When InvGate does not answer in time, refuses the credentials or answers garbage.
+    pub async fn version(&self, timeout: Duration) -> Result<String, GatewayError> {
+        let answer = send(
+            "sd.version",
+            self.request(Method::GET, "sd.version", timeout.min(self.timeout)),
+        )
+        .await?;
+        if !answer.status.is_success() {
+            return Err(failure(&answer));
+        }
+        let body: Value = serde_json::from_slice(&answer.body).map_err(|e| {
+            GatewayError::Unavailable(anyhow::Error::new(e).context("sd.version is not JSON"))
+        })?;
+        Ok(match body.get("version") {
+            Some(Value::String(v)) => v.clone(),
+            Some(other) => other.to_string(),
+            None => body.to_string(),
+        })
+    }
 }
 
 /// reqwest is built without a bundled TLS crypto provider (that one needs a C build); this installs
@@ -344,7 +368,27 @@ struct Answer {
     body: Vec<u8>,
 }
 
-async fn send(request: RequestBuilder) -> Result<Answer, GatewayError> {
+/// One attempt of a call to `endpoint`, measured: its duration and outcome go to the metrics.
+async fn send(endpoint: &str, request: RequestBuilder) -> Result<Answer, GatewayError> {
+    let started = std::time::Instant::now();
+    let answer = send_unmeasured(request).await;
+    let outcome = match &answer {
+        Ok(answer) => match answer.status.as_u16() {
+            200..=299 => "ok",
+            401 | 403 => "unauthorized",
+            429 | 503 => "rate_limited",
+            400..=499 => "rejected",
+            _ => "failed",
+        },
+        Err(GatewayError::Timeout) => "timeout",
+        Err(GatewayError::NotSent(_)) => "not_sent",
+        Err(_) => "failed",
+    };
+    ticketd_metrics::metrics().invgate_call(endpoint, outcome, started.elapsed().as_secs_f64());
+    answer
+}
+
+async fn send_unmeasured(request: RequestBuilder) -> Result<Answer, GatewayError> {
     let mut response: Response = request.send().await.map_err(transport_error)?;
     let status = response.status();
     let retry_after = retry_after(
@@ -510,6 +554,7 @@ impl IncidentGateway for ReqwestInvGateClient {
                 },
                 |timeout| async move {
                     let answer = send(
+                        "user.by",
                         self.request(Method::GET, "user.by", timeout)
                             .query(&[("email", email.as_str())]),
                     )
@@ -566,6 +611,7 @@ impl IncidentGateway for ReqwestInvGateClient {
                 |timeout| async move {
                     let form = self.create_form(requester, ticket).await?;
                     let answer = send(
+                        "incident",
                         self.request(Method::POST, "incident", timeout)
                             .multipart(form),
                     )
@@ -654,6 +700,7 @@ impl IncidentGateway for ReqwestInvGateClient {
                 |timeout| async move {
                     let form = self.comment_form(id, author, comment).await?;
                     let answer = send(
+                        "incident.comment",
                         self.request(Method::POST, "incident.comment", timeout)
                             .multipart(form),
                     )
@@ -722,8 +769,11 @@ impl ReqwestInvGateClient {
     ) -> Result<Value, GatewayError> {
         let answer = self
             .with_retries(read_is_retryable, |timeout| async move {
-                let answer =
-                    send(self.request(Method::GET, endpoint, timeout).query(query)).await?;
+                let answer = send(
+                    endpoint,
+                    self.request(Method::GET, endpoint, timeout).query(query),
+                )
+                .await?;
                 if answer.status.is_success() {
                     Ok(answer)
                 } else {

@@ -3,11 +3,13 @@
 
 mod journal;
 mod migrate;
+mod ops;
 mod reads;
 mod repository;
 pub mod schema;
 
 pub use journal::OperationRow;
-pub use migrate::run_migrations;
+pub use migrate::{embedded_versions, run_migrations};
+pub use ops::{JournalDepths, journal_depths, pending_migrations};
 pub use repository::{PgTicketRepository, PoolConfig, TicketRow, connect_pool};
 pub use ticketd_domain::ports::TicketRepository;

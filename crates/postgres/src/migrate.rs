@@ -27,3 +27,17 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
     .await
     .context("the migration task panicked")?
 }
+
+/// The versions of the migrations this build embeds.
+///
+/// # Errors
+/// When the embedded migrations cannot be listed (a build defect).
+pub fn embedded_versions() -> anyhow::Result<Vec<String>> {
+    use diesel::migration::MigrationSource;
+    let migrations = MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    Ok(migrations
+        .iter()
+        .map(|m| m.name().version().to_string())
+        .collect())
+}
