@@ -158,14 +158,16 @@ struct TicketBody<'a> {
     stale: bool,
 }
 
-/// Whether an `If-None-Match` header matches `etag` (`*`, or one of a list; weak or strong).
+/// Whether an `If-None-Match` header matches `etag` (`*`, or one of a list), by the weak
+/// comparison RFC 9110 prescribes for it.
 fn matches(req: &HttpRequest, etag: &str) -> bool {
+    let opaque = etag.trim_start_matches("W/");
     req.headers()
         .get_all(IF_NONE_MATCH)
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(|tag| tag.trim().trim_start_matches("W/"))
-        .any(|tag| tag == "*" || tag == etag)
+        .any(|tag| tag == "*" || tag == opaque)
 }
 
 /// `GET /api/v1/tickets/{id}` (InvGate's id): only the creator's own ticket; anyone else gets
@@ -189,7 +191,18 @@ pub(crate) async fn show_ticket(
         stale: detail.stale,
     })
     .map_err(|_| ApiError::Internal)?;
-    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&body))[..32]);
+    // A weak validator over everything but the sync time, which moves on with every fresh read:
+    // the tag changes when the ticket does, not when ticketd looked at it again.
+    let unchanging = TicketView {
+        status_synced_at: None,
+        ..detail.ticket.clone()
+    };
+    let tagged = serde_json::to_vec(&TicketBody {
+        ticket: &unchanging,
+        stale: detail.stale,
+    })
+    .map_err(|_| ApiError::Internal)?;
+    let etag = format!("W/\"{}\"", &hex::encode(Sha256::digest(&tagged))[..32]);
     // Clients may keep the answer privately but must ask again before using it.
     let cache = HeaderValue::from_static("private, no-cache");
     if matches(&req, &etag) {
