@@ -599,30 +599,8 @@ impl IncidentGateway for ReqwestInvGateClient {
         requester: InvGateUserId,
         ticket: &NewTicket,
     ) -> Result<Value, GatewayError> {
-        // Retried only when InvGate certainly did nothing: a resent create is a second incident.
         let answer = self
-            .with_retries(
-                |e| {
-                    matches!(
-                        e,
-                        GatewayError::NotSent(_) | GatewayError::RateLimited { .. }
-                    )
-                },
-                |timeout| async move {
-                    let form = self.create_form(requester, ticket).await?;
-                    let answer = send(
-                        "incident",
-                        self.request(Method::POST, "incident", timeout)
-                            .multipart(form),
-                    )
-                    .await?;
-                    if answer.status.is_success() {
-                        Ok(answer)
-                    } else {
-                        Err(failure(&answer))
-                    }
-                },
-            )
+            .post_write("incident", || self.create_form(requester, ticket))
             .await?;
         tracing::Span::current().record("http.status_code", answer.status.as_u16());
         created(&answer)
@@ -688,30 +666,10 @@ impl IncidentGateway for ReqwestInvGateClient {
         author: InvGateUserId,
         comment: &NewComment,
     ) -> Result<Value, GatewayError> {
-        // Like a create: resent only when InvGate certainly did nothing.
         let answer = self
-            .with_retries(
-                |e| {
-                    matches!(
-                        e,
-                        GatewayError::NotSent(_) | GatewayError::RateLimited { .. }
-                    )
-                },
-                |timeout| async move {
-                    let form = self.comment_form(id, author, comment).await?;
-                    let answer = send(
-                        "incident.comment",
-                        self.request(Method::POST, "incident.comment", timeout)
-                            .multipart(form),
-                    )
-                    .await?;
-                    if answer.status.is_success() {
-                        Ok(answer)
-                    } else {
-                        Err(failure(&answer))
-                    }
-                },
-            )
+            .post_write("incident.comment", || {
+                self.comment_form(id, author, comment)
+            })
             .await?;
         created(&answer)
     }
@@ -752,6 +710,15 @@ impl IncidentGateway for ReqwestInvGateClient {
 /// Pages read at most from a paged list, so a misbehaving upstream cannot keep us looping.
 const MAX_PAGES: usize = 200;
 
+/// A write (a create, a comment): InvGate cannot deduplicate, so it is resent only when it
+/// certainly did nothing; a resent create is a second incident.
+fn write_is_retryable(err: &GatewayError) -> bool {
+    matches!(
+        err,
+        GatewayError::NotSent(_) | GatewayError::RateLimited { .. }
+    )
+}
+
 /// A read: safe to repeat after anything transient, server errors included.
 fn read_is_retryable(err: &GatewayError) -> bool {
     matches!(
@@ -761,6 +728,33 @@ fn read_is_retryable(err: &GatewayError) -> bool {
 }
 
 impl ReqwestInvGateClient {
+    /// POSTs the multipart form `form` builds (afresh for each attempt: its file parts are
+    /// streams) to `endpoint`, retrying as writes may; a non-2xx answer is an error.
+    async fn post_write<F, Fut>(&self, endpoint: &str, form: F) -> Result<Answer, GatewayError>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<Form, GatewayError>>,
+    {
+        self.with_retries(write_is_retryable, |timeout| {
+            let form = &form;
+            async move {
+                let form = form().await?;
+                let answer = send(
+                    endpoint,
+                    self.request(Method::POST, endpoint, timeout)
+                        .multipart(form),
+                )
+                .await?;
+                if answer.status.is_success() {
+                    Ok(answer)
+                } else {
+                    Err(failure(&answer))
+                }
+            }
+        })
+        .await
+    }
+
     /// GETs `endpoint` with `query` as JSON, retrying as reads may.
     async fn get_json(
         &self,
