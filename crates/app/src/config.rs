@@ -470,12 +470,10 @@ impl ServeArgs {
                         "jwt-jwks-refetch-secs",
                     )?),
                 };
-                ticketd_auth::HttpJwksSource::new(url, Duration::from_secs(5)).map_err(|e| {
-                    ConfigError {
-                        variable: "JWT_JWKS_URL",
-                        flag: "jwt-jwks-url",
-                        problem: e.to_string(),
-                    }
+                ticketd_auth::HttpJwksSource::check_url(url).map_err(|e| ConfigError {
+                    variable: "JWT_JWKS_URL",
+                    flag: "jwt-jwks-url",
+                    problem: e.to_string(),
                 })?;
                 Some((url.to_owned(), policy))
             }

@@ -87,13 +87,20 @@ impl AppOperations {
         check
     }
 
-    fn spool_records(&self) -> i64 {
-        std::fs::read_dir(&self.spool_dir).map_or(0, |entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-                .count() as i64
+    /// Counts the spool's records off the async threads: during a database outage the spool
+    /// may hold many.
+    async fn spool_records(&self) -> i64 {
+        let dir = self.spool_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::fs::read_dir(dir).map_or(0, |entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                    .count() as i64
+            })
         })
+        .await
+        .unwrap_or(0)
     }
 }
 
@@ -116,7 +123,7 @@ impl Operations for AppOperations {
         gauge("in_use", in_use);
         gauge("idle", status.available);
         gauge("waiting", status.waiting);
-        m.spool_records.set(self.spool_records());
+        m.spool_records.set(self.spool_records().await);
         match tokio::time::timeout(CHECK_TIMEOUT, journal_depths(&self.pool)).await {
             Ok(Ok(depths)) => {
                 for (state, n) in [

@@ -31,10 +31,11 @@ pub struct HttpJwksSource {
 }
 
 impl HttpJwksSource {
+    /// Checks a JWKS URL without building anything (for configuration checks).
+    ///
     /// # Errors
-    /// When the URL is not `https://` (or `http://` to a loopback host) or the client cannot be
-    /// built.
-    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+    /// When the URL is not `https://` (or `http://` to a loopback host) or holds credentials.
+    pub fn check_url(url: &str) -> anyhow::Result<reqwest::Url> {
         let url = reqwest::Url::parse(url)?;
         let host = url.host_str().unwrap_or_default();
         let loopback = host == "localhost"
@@ -49,6 +50,14 @@ impl HttpJwksSource {
         if !url.username().is_empty() || url.password().is_some() {
             anyhow::bail!("must not hold credentials");
         }
+        Ok(url)
+    }
+
+    /// # Errors
+    /// When the URL is not `https://` (or `http://` to a loopback host) or the client cannot be
+    /// built.
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let url = Self::check_url(url)?;
         // reqwest is built without a default TLS provider (no C build); ring is the one.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
