@@ -965,6 +965,18 @@ mod tests {
     }
 
     #[test]
+    fn public_keys_without_an_audience_are_accepted_with_a_warning() {
+        let mut args = complete();
+        args.jwt_secret = None;
+        args.jwt_jwks_url = Some("https://idp.example.com/jwks".into());
+        let warnings = args.settings().expect("valid").auth.warnings;
+        assert_eq!(warnings.len(), 1);
+        assert!(warnings[0].contains("JWT_AUDIENCE"), "{warnings:?}");
+        args.jwt_audience = Some("ticketd".into());
+        assert!(args.settings().expect("valid").auth.warnings.is_empty());
+    }
+
+    #[test]
     fn cors_origins_and_attachment_families_are_checked() {
         let mut args = complete();
         args.cors_origins = Some("https://portal.example.com/, http://localhost:3000".into());

@@ -93,6 +93,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_debug_form_of_the_arguments_does_not_show_the_secret() {
+        let args = TokenArgs {
+            email: "alice@example.com".into(),
+            ttl: None,
+            jwt_secret: Some("hunter2-operator-secret".into()),
+        };
+        let shown = format!("{args:?}");
+        assert!(
+            shown.contains("alice@example.com") && !shown.contains("hunter2"),
+            "{shown}"
+        );
+    }
+
+    #[test]
     fn ttls_read_seconds_and_units() {
         assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
         assert_eq!(parse_ttl("90s"), Ok(Duration::from_secs(90)));

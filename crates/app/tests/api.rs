@@ -9,13 +9,8 @@ use reqwest::StatusCode;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use support::{ALICE, ALICE_ID, INVGATE_KEY, INVGATE_USER, TestApp, valid_ticket};
+use support::{ALICE, ALICE_ID, INVGATE_KEY, INVGATE_USER, TestApp, invgate_ok, valid_ticket};
 use wiremock::ResponseTemplate;
-
-fn invgate_ok(id: i64) -> ResponseTemplate {
-    ResponseTemplate::new(200)
-        .set_body_json(json!({"status": "OK", "info": "Solicitud creada", "request_id": id}))
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_json_ticket_is_created_in_invgate_and_stored_locally() {

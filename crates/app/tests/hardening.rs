@@ -8,7 +8,7 @@ use std::time::Duration;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ALICE, TestApp, valid_ticket};
+use support::{ALICE, TestApp, invgate_ok, valid_ticket};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use wiremock::matchers::{method, path};
@@ -38,11 +38,6 @@ fn claims(extra: Value) -> Value {
         claims.extend(extra.clone());
     }
     claims
-}
-
-fn invgate_ok(id: i64) -> ResponseTemplate {
-    ResponseTemplate::new(200)
-        .set_body_json(json!({"status": "OK", "info": "ok", "request_id": id}))
 }
 
 async fn post_with(app: &TestApp, token: &str) -> StatusCode {

@@ -25,6 +25,13 @@ fn ticketd() -> Command {
     command
 }
 
+/// Asks `child` to stop as an orchestrator would (SIGTERM); a process already gone is fine.
+fn terminate(child: &Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+}
+
 #[test]
 fn a_missing_setting_stops_the_start_with_one_line_naming_it() {
     let output = ticketd()
@@ -294,9 +301,7 @@ async fn a_crash_between_invgates_answer_and_the_local_write_is_recovered_after_
         support::count(db.url(), "SELECT count(*) AS n FROM tickets").await,
         1
     );
-    let _ = Command::new("kill")
-        .args(["-TERM", &restarted.id().to_string()])
-        .status();
+    terminate(&restarted);
     let _ = restarted.wait();
 }
 
@@ -351,9 +356,7 @@ async fn two_ticketd_processes_given_the_same_key_at_once_create_one_incident() 
         1
     );
     for child in [&mut a, &mut b] {
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
+        terminate(&child);
         let _ = child.wait();
     }
 }
@@ -364,14 +367,7 @@ async fn a_black_box_session_with_known_secrets_logs_none_of_them_nor_tokens_nor
     const FILE_MARKER: &str = "file-content-that-must-never-be-logged";
     let db = test_database().await.expect("database");
     let invgate = invgate_knowing_alice().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/incident"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"status": "OK", "info": "ok", "request_id": 11})),
-        )
-        .mount(&invgate)
-        .await;
+    support::mock_create(&invgate, support::invgate_ok(11)).await;
     let spool = support::spool_dir();
     // Trace: the most talkative the process can be, dependencies included.
     let (mut child, address, logs) = start_serving_with(
@@ -424,9 +420,7 @@ async fn a_black_box_session_with_known_secrets_logs_none_of_them_nor_tokens_nor
         .expect("answers");
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
 
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    terminate(&child);
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     let lines: Vec<String> = logs.try_iter().collect();
     assert!(
@@ -464,14 +458,7 @@ async fn a_black_box_session_with_known_secrets_logs_none_of_them_nor_tokens_nor
 async fn every_log_line_of_a_request_carries_its_id_and_each_step_logs_its_duration() {
     let db = test_database().await.expect("database");
     let invgate = invgate_knowing_alice().await;
-    Mock::given(method("POST"))
-        .and(path("/api/v1/incident"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"status": "OK", "info": "ok", "request_id": 12})),
-        )
-        .mount(&invgate)
-        .await;
+    support::mock_create(&invgate, support::invgate_ok(12)).await;
     let spool = support::spool_dir();
     let (mut child, address, logs) = start_serving_with(
         db.url(),
@@ -499,9 +486,7 @@ async fn every_log_line_of_a_request_carries_its_id_and_each_step_logs_its_durat
         .await
         .expect("answers");
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
+    terminate(&child);
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
     let entries: Vec<Value> = logs
         .try_iter()

@@ -86,28 +86,21 @@ async fn a_ticket_shows_invgates_current_status_and_an_unchanged_one_is_304() {
         .expect("json");
     assert_eq!(list["tickets"][0]["inv_gate_id"], id);
 
-    let again = app
-        .http
-        .get(format!("{}/api/v1/tickets/{id}", app.base_url))
-        .bearer_auth(TestApp::token(ALICE))
-        .header("if-none-match", etag.clone())
-        .send()
-        .await
-        .expect("answers");
+    let if_none_match = |etag: reqwest::header::HeaderValue| {
+        app.http
+            .get(format!("{}/api/v1/tickets/{id}", app.base_url))
+            .bearer_auth(TestApp::token(ALICE))
+            .header("if-none-match", etag)
+            .send()
+    };
+    let again = if_none_match(etag.clone()).await.expect("answers");
     // Nothing changed in InvGate (only the sync time moved on): 304.
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers().get("etag"), Some(&etag));
 
     // The ticket changes in InvGate: a full answer with a new tag.
     assert!(app.sim.sim.set_incident_status(id, 4));
-    let changed = app
-        .http
-        .get(format!("{}/api/v1/tickets/{id}", app.base_url))
-        .bearer_auth(TestApp::token(ALICE))
-        .header("if-none-match", etag.clone())
-        .send()
-        .await
-        .expect("answers");
+    let changed = if_none_match(etag.clone()).await.expect("answers");
     assert_eq!(changed.status(), StatusCode::OK);
     assert_ne!(changed.headers().get("etag"), Some(&etag));
 }
@@ -208,5 +201,30 @@ async fn ticket_meta_comes_from_invgate() {
             !meta[list].as_array().expect("list").is_empty(),
             "{list}: {meta}"
         );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_background_sync_brings_a_status_changed_in_invgate_into_the_list() {
+    // The list reads only the mirror: only the sync can bring InvGate's change there.
+    let (_db, app) = SimApp::spawn().await;
+    let id = create(&app, "watched by the sync").await;
+    assert!(app.sim.sim.set_incident_status(id, 5));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let list: Value = get(&app, "/api/v1/tickets", ALICE)
+            .await
+            .json()
+            .await
+            .expect("json");
+        if list["tickets"][0]["status_id"] == 5 {
+            assert!(list["tickets"][0]["status_synced_at"].is_string());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sync never ran: {list}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }

@@ -61,6 +61,21 @@ pub fn serve_args(database_url: &str, invgate_uri: &str) -> ServeArgs {
     }
 }
 
+/// InvGate's answer to a successful create of incident `id`.
+pub fn invgate_ok(id: i64) -> ResponseTemplate {
+    ResponseTemplate::new(200)
+        .set_body_json(json!({"status": "OK", "info": "Solicitud creada", "request_id": id}))
+}
+
+/// Mounts `POST incident` answering `response`.
+pub async fn mock_create(invgate: &MockServer, response: ResponseTemplate) {
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(response)
+        .mount(invgate)
+        .await;
+}
+
 /// Mounts `user.by` knowing Alice.
 pub async fn invgate_knowing_alice() -> MockServer {
     let invgate = MockServer::start().await;
@@ -132,11 +147,7 @@ impl TestApp {
     }
 
     pub async fn mock_create(&self, response: ResponseTemplate) {
-        Mock::given(method("POST"))
-            .and(path("/api/v1/incident"))
-            .respond_with(response)
-            .mount(&self.invgate)
-            .await;
+        mock_create(&self.invgate, response).await;
     }
 
     pub async fn row(&self, inv_gate_id: i64) -> Option<TicketRow> {
