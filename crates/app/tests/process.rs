@@ -356,7 +356,7 @@ async fn two_ticketd_processes_given_the_same_key_at_once_create_one_incident() 
         1
     );
     for child in [&mut a, &mut b] {
-        terminate(&child);
+        terminate(child);
         let _ = child.wait();
     }
 }
