@@ -39,7 +39,7 @@ pub(crate) const MAX_JSON_DEPTH: usize = 32;
 type Body = Pin<Box<dyn Stream<Item = Result<Bytes, PayloadError>>>>;
 
 /// The order fields are reported in, matching the documented body.
-const FIELD_ORDER: [&str; 11] = [
+pub(crate) const FIELD_ORDER: [&str; 11] = [
     "body",
     "request",
     "title",

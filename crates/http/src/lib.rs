@@ -8,6 +8,7 @@ mod auth;
 mod binding;
 mod files;
 mod middleware;
+mod openapi;
 mod ops;
 mod problem;
 mod ratelimit;
@@ -25,8 +26,9 @@ use ticketd_domain::{TicketQueries, TicketService};
 
 pub use auth::Caller;
 pub use files::{AttachmentPolicy, Category, Refusal, Vetted, sniff, vet};
+pub use openapi::openapi_json;
 pub use ops::{AlwaysReady, Check, Operations};
-pub use problem::ApiError;
+pub use problem::{ApiError, ProblemCode};
 pub use ratelimit::{Decision, RateLimit, RateLimiter};
 pub use ticketd_auth::{AuthError, Verifier, mint_hs256_token};
 

@@ -9,8 +9,9 @@ use serde::Serialize;
 use crate::HttpState;
 
 /// The outcome of one readiness check.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Check {
+    /// `database` or `invgate`.
     pub name: &'static str,
     pub ok: bool,
     /// What was found, for the operator reading the probe.
@@ -40,13 +41,26 @@ impl Operations for AlwaysReady {
     async fn refresh_metrics(&self) {}
 }
 
-#[derive(Debug, Serialize)]
-struct Readiness<'a> {
+/// Whether this instance can serve, and each check's outcome.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub(crate) struct Readiness<'a> {
+    #[schema(value_type = String, pattern = "^(ready|not_ready)$")]
     status: &'static str,
     checks: &'a [Check],
 }
 
 /// `GET /readyz`: 200 when every check passes, else 503 saying which failed.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness probe",
+    description = "The database is reachable with every migration applied, and InvGate answers (`sd.version`, cached for 10 s).",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready; the failed checks say why.", body = Readiness),
+    ),
+)]
 pub(crate) async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
     let checks = state.ops.readiness().await;
     let ready = checks.iter().all(|c| c.ok);
@@ -65,6 +79,14 @@ pub(crate) async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
 }
 
 /// `GET /metrics`: the Prometheus text exposition.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "Requests, InvGate calls, the database pool, the journal and spool, and caches, in the OpenMetrics text format (see docs/operations.md).",
+    responses((status = 200, description = "The exposition.", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String)),
+)]
 pub(crate) async fn metrics(state: web::Data<HttpState>) -> HttpResponse {
     state.ops.refresh_metrics().await;
     HttpResponse::Ok()

@@ -11,6 +11,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 use ticketd_domain::{CreateTicketError, FieldError};
+use utoipa::ToSchema;
 
 use crate::middleware::RequestContext;
 
@@ -58,7 +59,7 @@ pub enum ApiError {
     #[error("not found")]
     NotFound,
     #[error("method not allowed")]
-    MethodNotAllowed { allow: &'static str },
+    MethodNotAllowed { allow: String },
     #[error("InvGate is unavailable")]
     UpstreamUnavailable { retry_after: Duration },
     #[error("the idempotency key was used for another request")]
@@ -169,54 +170,34 @@ impl ApiError {
     /// The stable machine-readable code.
     #[must_use]
     pub fn code(&self) -> &'static str {
-        match self {
-            Self::InvalidInput { .. } => "INVALID_INPUT",
-            Self::Unauthorized(_) => "UNAUTHORIZED",
-            Self::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
-            Self::UnsupportedMediaType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            Self::UserNotProvisioned => "USER_NOT_PROVISIONED",
-            Self::UpstreamRejected(_) => "UPSTREAM_REJECTED",
-            Self::UpstreamAuth => "UPSTREAM_AUTH",
-            Self::UpstreamBusy { .. } => "UPSTREAM_BUSY",
-            Self::ExternalService => "EXTERNAL_SERVICE_ERROR",
-            Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
-            Self::NotFound => "NOT_FOUND",
-            Self::MethodNotAllowed { .. } => "METHOD_NOT_ALLOWED",
-            Self::UpstreamUnavailable { .. } => "UPSTREAM_UNAVAILABLE",
-            Self::IdempotencyKeyMismatch => "IDEMPOTENCY_KEY_MISMATCH",
-            Self::IdempotencyKeyInUse { .. } => "IDEMPOTENCY_KEY_IN_USE",
-            Self::StoreUnavailable => "STORE_UNAVAILABLE",
-            Self::RequestTimeout => "REQUEST_TIMEOUT",
-            Self::RateLimited { .. } => "RATE_LIMITED",
-            Self::HeadersTooLarge { .. } => "HEADERS_TOO_LARGE",
-            Self::CorsRejected(_) => "CORS_REJECTED",
-            Self::Internal => "INTERNAL_ERROR",
-        }
+        self.problem_code().as_str()
     }
 
-    fn title(&self) -> &'static str {
+    /// The stable machine-readable code, as a value.
+    #[must_use]
+    pub fn problem_code(&self) -> ProblemCode {
         match self {
-            Self::InvalidInput { .. } => "Invalid input",
-            Self::Unauthorized(_) => "Unauthorized",
-            Self::PayloadTooLarge(_) => "Payload too large",
-            Self::UnsupportedMediaType(_) => "Unsupported media type",
-            Self::UserNotProvisioned => "User not provisioned",
-            Self::UpstreamRejected(_) => "Rejected by InvGate",
-            Self::UpstreamAuth => "InvGate refused ticketd",
-            Self::UpstreamBusy { .. } => "InvGate is busy",
-            Self::ExternalService => "InvGate failed",
-            Self::UpstreamTimeout => "InvGate timed out",
-            Self::NotFound => "Not found",
-            Self::MethodNotAllowed { .. } => "Method not allowed",
-            Self::UpstreamUnavailable { .. } => "InvGate is unavailable",
-            Self::IdempotencyKeyMismatch => "Idempotency key reused",
-            Self::IdempotencyKeyInUse { .. } => "Idempotency key in use",
-            Self::StoreUnavailable => "Ticket store unavailable",
-            Self::RequestTimeout => "Request timeout",
-            Self::RateLimited { .. } => "Too many requests",
-            Self::HeadersTooLarge { .. } => "Request headers too large",
-            Self::CorsRejected(_) => "Cross-origin request refused",
-            Self::Internal => "Internal error",
+            Self::InvalidInput { .. } => ProblemCode::InvalidInput,
+            Self::Unauthorized(_) => ProblemCode::Unauthorized,
+            Self::PayloadTooLarge(_) => ProblemCode::PayloadTooLarge,
+            Self::UnsupportedMediaType(_) => ProblemCode::UnsupportedMediaType,
+            Self::UserNotProvisioned => ProblemCode::UserNotProvisioned,
+            Self::UpstreamRejected(_) => ProblemCode::UpstreamRejected,
+            Self::UpstreamAuth => ProblemCode::UpstreamAuth,
+            Self::UpstreamBusy { .. } => ProblemCode::UpstreamBusy,
+            Self::ExternalService => ProblemCode::ExternalServiceError,
+            Self::UpstreamTimeout => ProblemCode::UpstreamTimeout,
+            Self::NotFound => ProblemCode::NotFound,
+            Self::MethodNotAllowed { .. } => ProblemCode::MethodNotAllowed,
+            Self::UpstreamUnavailable { .. } => ProblemCode::UpstreamUnavailable,
+            Self::IdempotencyKeyMismatch => ProblemCode::IdempotencyKeyMismatch,
+            Self::IdempotencyKeyInUse { .. } => ProblemCode::IdempotencyKeyInUse,
+            Self::StoreUnavailable => ProblemCode::StoreUnavailable,
+            Self::RequestTimeout => ProblemCode::RequestTimeout,
+            Self::RateLimited { .. } => ProblemCode::RateLimited,
+            Self::HeadersTooLarge { .. } => ProblemCode::HeadersTooLarge,
+            Self::CorsRejected(_) => ProblemCode::CorsRejected,
+            Self::Internal => ProblemCode::InternalError,
         }
     }
 
@@ -270,48 +251,192 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
+/// The stable, machine-readable `code` of a problem: what programs should branch on. The
+/// OpenAPI description's list of codes is derived from this enum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ProblemCode {
+    InvalidInput,
+    Unauthorized,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    UserNotProvisioned,
+    UpstreamRejected,
+    UpstreamAuth,
+    UpstreamBusy,
+    ExternalServiceError,
+    UpstreamTimeout,
+    NotFound,
+    MethodNotAllowed,
+    UpstreamUnavailable,
+    IdempotencyKeyMismatch,
+    IdempotencyKeyInUse,
+    StoreUnavailable,
+    RequestTimeout,
+    RateLimited,
+    HeadersTooLarge,
+    CorsRejected,
+    InternalError,
+}
+
+impl ProblemCode {
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 21] = [
+        Self::InvalidInput,
+        Self::Unauthorized,
+        Self::PayloadTooLarge,
+        Self::UnsupportedMediaType,
+        Self::UserNotProvisioned,
+        Self::UpstreamRejected,
+        Self::UpstreamAuth,
+        Self::UpstreamBusy,
+        Self::ExternalServiceError,
+        Self::UpstreamTimeout,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::UpstreamUnavailable,
+        Self::IdempotencyKeyMismatch,
+        Self::IdempotencyKeyInUse,
+        Self::StoreUnavailable,
+        Self::RequestTimeout,
+        Self::RateLimited,
+        Self::HeadersTooLarge,
+        Self::CorsRejected,
+        Self::InternalError,
+    ];
+
+    /// The HTTP status every problem with this code is answered with.
+    #[must_use]
+    pub fn status(self) -> StatusCode {
+        match self {
+            Self::InvalidInput => StatusCode::BAD_REQUEST,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UserNotProvisioned => StatusCode::FORBIDDEN,
+            Self::UpstreamRejected => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::UpstreamAuth => StatusCode::BAD_GATEWAY,
+            Self::UpstreamBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ExternalServiceError => StatusCode::BAD_GATEWAY,
+            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::UpstreamUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::IdempotencyKeyInUse => StatusCode::CONFLICT,
+            Self::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Self::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            Self::CorsRejected => StatusCode::BAD_REQUEST,
+            Self::InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short summary of the kind of problem (the problem's `title`).
+    #[must_use]
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "Invalid input",
+            Self::Unauthorized => "Unauthorized",
+            Self::PayloadTooLarge => "Payload too large",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::UserNotProvisioned => "User not provisioned",
+            Self::UpstreamRejected => "Rejected by InvGate",
+            Self::UpstreamAuth => "InvGate refused ticketd",
+            Self::UpstreamBusy => "InvGate is busy",
+            Self::ExternalServiceError => "InvGate failed",
+            Self::UpstreamTimeout => "InvGate timed out",
+            Self::NotFound => "Not found",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::UpstreamUnavailable => "InvGate is unavailable",
+            Self::IdempotencyKeyMismatch => "Idempotency key reused",
+            Self::IdempotencyKeyInUse => "Idempotency key in use",
+            Self::StoreUnavailable => "Ticket store unavailable",
+            Self::RequestTimeout => "Request timeout",
+            Self::RateLimited => "Too many requests",
+            Self::HeadersTooLarge => "Request headers too large",
+            Self::CorsRejected => "Cross-origin request refused",
+            Self::InternalError => "Internal error",
+        }
+    }
+
+    /// The code as it appears in a problem's `code` member.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidInput => "INVALID_INPUT",
+            Self::Unauthorized => "UNAUTHORIZED",
+            Self::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Self::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Self::UserNotProvisioned => "USER_NOT_PROVISIONED",
+            Self::UpstreamRejected => "UPSTREAM_REJECTED",
+            Self::UpstreamAuth => "UPSTREAM_AUTH",
+            Self::UpstreamBusy => "UPSTREAM_BUSY",
+            Self::ExternalServiceError => "EXTERNAL_SERVICE_ERROR",
+            Self::UpstreamTimeout => "UPSTREAM_TIMEOUT",
+            Self::NotFound => "NOT_FOUND",
+            Self::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Self::UpstreamUnavailable => "UPSTREAM_UNAVAILABLE",
+            Self::IdempotencyKeyMismatch => "IDEMPOTENCY_KEY_MISMATCH",
+            Self::IdempotencyKeyInUse => "IDEMPOTENCY_KEY_IN_USE",
+            Self::StoreUnavailable => "STORE_UNAVAILABLE",
+            Self::RequestTimeout => "REQUEST_TIMEOUT",
+            Self::RateLimited => "RATE_LIMITED",
+            Self::HeadersTooLarge => "HEADERS_TOO_LARGE",
+            Self::CorsRejected => "CORS_REJECTED",
+            Self::InternalError => "INTERNAL_ERROR",
+        }
+    }
+}
+
+/// An RFC 9457 problem, with ticketd's extension members.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Problem)]
+pub(crate) struct ProblemBody<'a> {
+    /// A URN naming the kind of problem: `urn:ticketd:problem:<code in kebab case>`.
     #[serde(rename = "type")]
     kind: String,
+    /// A short summary of the kind of problem.
     title: &'static str,
+    /// The HTTP status code.
     status: u16,
+    /// What happened, for a person to read.
     detail: &'a str,
+    /// The path of the request.
     #[serde(skip_serializing_if = "Option::is_none")]
     instance: Option<&'a str>,
-    code: &'static str,
+    code: ProblemCode,
+    /// The detail again, for clients of the Go service ticketd replaces.
     error: &'a str,
+    /// Every invalid field, on a 400.
     #[serde(skip_serializing_if = "Option::is_none")]
-    errors: Option<&'a [FieldError]>,
+    errors: Option<Vec<InvalidField<'a>>>,
+    /// The request's id, also in the `X-Request-Id` header and in ticketd's logs.
     #[serde(skip_serializing_if = "Option::is_none")]
     request_id: Option<&'a str>,
 }
 
+/// One invalid field of a request and what is wrong with it.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct InvalidField<'a> {
+    /// The field's name (`title`, `attachments[]`, `Idempotency-Key`, …).
+    field: &'a str,
+    message: &'a str,
+}
+
+impl<'a> From<&'a FieldError> for InvalidField<'a> {
+    fn from(e: &'a FieldError) -> Self {
+        Self {
+            field: &e.field,
+            message: &e.message,
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::InvalidInput { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::UserNotProvisioned => StatusCode::FORBIDDEN,
-            Self::UpstreamRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::UpstreamAuth | Self::ExternalService => StatusCode::BAD_GATEWAY,
-            Self::UpstreamBusy { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            Self::NotFound => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::UpstreamUnavailable { .. } | Self::StoreUnavailable => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            Self::IdempotencyKeyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::IdempotencyKeyInUse { .. } => StatusCode::CONFLICT,
-            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            Self::CorsRejected(_) => StatusCode::BAD_REQUEST,
-            Self::Internal => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        self.problem_code().status()
     }
 
     fn error_response(&self) -> HttpResponse {
@@ -329,14 +454,14 @@ impl ApiError {
                 "urn:ticketd:problem:{}",
                 self.code().to_ascii_lowercase().replace('_', "-")
             ),
-            title: self.title(),
+            title: self.problem_code().title(),
             status: status.as_u16(),
             detail: &detail,
             instance: context.map(|c| c.path.as_str()),
-            code: self.code(),
+            code: self.problem_code(),
             error: &detail,
             errors: match self {
-                Self::InvalidInput { errors, .. } => Some(errors),
+                Self::InvalidInput { errors, .. } => Some(errors.iter().map(Into::into).collect()),
                 _ => None,
             },
             request_id: context.map(|c| c.request_id.as_str()),
@@ -364,7 +489,9 @@ impl ApiError {
                 response.insert_header((header::RETRY_AFTER, STORE_RETRY_AFTER_SECS.to_string()));
             }
             Self::MethodNotAllowed { allow } => {
-                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+                if let Ok(allow) = HeaderValue::from_str(allow) {
+                    response.insert_header((header::ALLOW, allow));
+                }
             }
             Self::RequestTimeout => {
                 // The rest of the body will not be read; the connection cannot be reused.
@@ -376,5 +503,28 @@ impl ApiError {
             Ok(bytes) => response.body(bytes),
             Err(_) => response.finish(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_problem_code_serializes_as_the_string_it_is_documented_as() {
+        for code in ProblemCode::ALL {
+            assert_eq!(
+                serde_json::to_value(code).expect("serializes"),
+                serde_json::Value::from(code.as_str())
+            );
+        }
+    }
+
+    #[test]
+    fn every_problem_code_is_listed_once_in_all() {
+        let mut codes: Vec<&str> = ProblemCode::ALL.iter().map(|c| c.as_str()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), ProblemCode::ALL.len());
     }
 }

@@ -1,7 +1,9 @@
 //! The routes and their handlers.
 
+use actix_web::dev::HttpServiceFactory;
+use actix_web::http::Method;
 use actix_web::http::header::{ContentType, HeaderName, HeaderValue, LOCATION, RETRY_AFTER};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, Handler, HttpRequest, HttpResponse, Responder, web};
 use serde::Serialize;
 use serde_json::json;
 use tracing::Instrument;
@@ -23,47 +25,116 @@ const PREFERENCE_APPLIED: HeaderName = HeaderName::from_static("preference-appli
 use crate::problem::ApiError;
 use actix_web::middleware::from_fn;
 
+/// Where the authenticated API lives.
+pub(crate) const API_PREFIX: &str = "/api/v1";
+
+/// A path and the handler of each method it answers. The server registers exactly the endpoints
+/// of [`public_endpoints`] and [`api_endpoints`], and a test checks that the OpenAPI document
+/// describes each of them and nothing else.
+pub(crate) struct Endpoint {
+    pub(crate) path: &'static str,
+    pub(crate) routes: Vec<(Method, actix_web::Route)>,
+}
+
+impl Endpoint {
+    fn new(path: &'static str) -> Self {
+        Self {
+            path,
+            routes: Vec::new(),
+        }
+    }
+
+    fn on<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.routes
+            .push((method.clone(), web::method(method).to(handler)));
+        self
+    }
+
+    fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::GET, handler)
+    }
+
+    fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.on(Method::POST, handler)
+    }
+
+    /// The methods, as an `Allow` header lists them.
+    pub(crate) fn allow(&self) -> String {
+        self.routes
+            .iter()
+            .map(|(method, _)| method.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// The resource: its routes, 405 with `Allow` for any other method, panics recovered.
+    fn into_resource(self) -> impl HttpServiceFactory {
+        let allow = self.allow();
+        let mut resource = resource(self.path);
+        for (_, route) in self.routes {
+            resource = resource.route(route);
+        }
+        resource.default_service(web::to(move || {
+            let allow = allow.clone();
+            async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) }
+        }))
+    }
+}
+
+/// Probes, metrics and the API description: no authentication.
+pub(crate) fn public_endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new("/healthz").get(healthz),
+        Endpoint::new("/readyz").get(crate::ops::readyz),
+        Endpoint::new("/metrics").get(crate::ops::metrics),
+        Endpoint::new("/openapi.json").get(crate::openapi::document),
+    ]
+}
+
+/// The API under [`API_PREFIX`]: authenticated, rate limited.
+pub(crate) fn api_endpoints() -> Vec<Endpoint> {
+    vec![
+        Endpoint::new("/tickets")
+            .get(crate::reads::list_tickets)
+            .post(create_ticket),
+        // Before `/tickets/{id}`, which would otherwise take "operations" for an id.
+        Endpoint::new("/tickets/operations/{id}").get(operation_status),
+        Endpoint::new("/tickets/{id}").get(crate::reads::show_ticket),
+        Endpoint::new("/tickets/{id}/comments")
+            .get(crate::reads::list_comments)
+            .post(crate::reads::add_comment),
+        Endpoint::new("/ticket-meta").get(crate::reads::ticket_meta),
+    ]
+}
+
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    let only = |allow: &'static str| {
-        web::to(move || async move { Err::<HttpResponse, _>(ApiError::MethodNotAllowed { allow }) })
-    };
-    cfg.service(resource("/healthz").route(web::get().to(healthz)))
-        .service(resource("/readyz").route(web::get().to(crate::ops::readyz)))
-        .service(resource("/metrics").route(web::get().to(crate::ops::metrics)))
-        .service(
-            web::scope("/api/v1")
-                // Runs second: the caller is known when the limit is checked.
-                .wrap(from_fn(rate_limit))
-                .wrap(from_fn(require_caller))
-                .service(
-                    resource("/tickets")
-                        .route(web::post().to(create_ticket))
-                        .route(web::get().to(crate::reads::list_tickets))
-                        .default_service(only("GET, POST")),
-                )
-                // Before `/tickets/{id}`, which would otherwise take "operations" for an id.
-                .service(
-                    resource("/tickets/operations/{id}")
-                        .route(web::get().to(operation_status))
-                        .default_service(only("GET")),
-                )
-                .service(
-                    resource("/tickets/{id}")
-                        .route(web::get().to(crate::reads::show_ticket))
-                        .default_service(only("GET")),
-                )
-                .service(
-                    resource("/tickets/{id}/comments")
-                        .route(web::get().to(crate::reads::list_comments))
-                        .route(web::post().to(crate::reads::add_comment))
-                        .default_service(only("GET, POST")),
-                )
-                .service(
-                    resource("/ticket-meta")
-                        .route(web::get().to(crate::reads::ticket_meta))
-                        .default_service(only("GET")),
-                ),
-        );
+    for endpoint in public_endpoints() {
+        cfg.service(endpoint.into_resource());
+    }
+    crate::openapi::configure_docs(cfg);
+    let mut api = web::scope(API_PREFIX)
+        // Runs second: the caller is known when the limit is checked.
+        .wrap(from_fn(rate_limit))
+        .wrap(from_fn(require_caller));
+    for endpoint in api_endpoints() {
+        api = api.service(endpoint.into_resource());
+    }
+    cfg.service(api);
 }
 
 /// Every resource recovers from panics in its handlers.
@@ -82,7 +153,15 @@ fn resource(
 }
 
 /// Liveness: the process serves requests. Deliberately checks nothing else.
-async fn healthz() -> HttpResponse {
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness probe",
+    description = "200 while the process serves requests; checks nothing else.",
+    responses((status = 200, description = "Alive.", body = crate::openapi::HealthDoc)),
+)]
+pub(crate) async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(json!({"status": "ok"}))
 }
 
@@ -126,14 +205,21 @@ fn operation_location(id: OperationId) -> String {
 }
 
 /// The status resource of a create operation (for tickets accepted with `202`).
-#[derive(Debug, Serialize)]
-struct OperationStatus {
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = Operation)]
+pub(crate) struct OperationStatus {
+    #[schema(format = Uuid)]
     id: String,
-    /// `queued`, `in_progress`, `created` or `failed`.
+    #[schema(value_type = String, pattern = "^(queued|in_progress|created|failed)$", example = "queued")]
     status: &'static str,
+    /// InvGate's id, once created.
     inv_gate_id: Option<i64>,
+    /// The ticket's path, once created.
+    #[schema(example = "/api/v1/tickets/1042")]
     ticket: Option<String>,
+    /// Why it failed, or why it is still queued.
     reason: Option<String>,
+    #[schema(format = DateTime)]
     created_at: String,
 }
 
@@ -163,7 +249,20 @@ impl From<&Operation> for OperationStatus {
 }
 
 /// `GET /api/v1/tickets/operations/{id}`: the caller's own operations only (others are 404).
-async fn operation_status(
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/operations/{id}",
+    tag = "tickets",
+    summary = "The state of a ticket accepted with 202",
+    params(("id" = String, Path, format = Uuid, description = "The operation's id, from the `Location` of the 202.")),
+    responses(
+        (status = 200, description = "The operation. `Retry-After` is set while it is `queued` or `in_progress`.", body = OperationStatus,
+            headers(("Retry-After" = String, description = "Seconds before asking again, while unfinished."))),
+        (status = 404, description = "`NOT_FOUND`: no such operation of the caller's.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "`STORE_UNAVAILABLE`: the database is unreachable.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+)]
+pub(crate) async fn operation_status(
     path: web::Path<String>,
     caller: Caller,
     state: web::Data<HttpState>,
@@ -190,8 +289,49 @@ fn created(inv_gate_id: i64, body: String) -> HttpResponse {
         .body(body)
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    summary = "Create a ticket in InvGate",
+    description = "Creates the ticket as an InvGate incident, attachments included, records it, and answers with InvGate's payload. The caller's e-mail (from the token) names the InvGate user it is created for. With `Idempotency-Key`, a retry of the same request gets the first answer again instead of a second ticket.",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters. Repeating a request with the same key and body answers with the first answer (`Idempotent-Replayed: true`); the same key with another body is `IDEMPOTENCY_KEY_MISMATCH`."),
+        ("Prefer" = Option<String>, Header, description = "`respond-async` to be answered 202 at once with an operation to poll, instead of waiting for InvGate."),
+    ),
+    request_body(
+        description = "The ticket as JSON, or as multipart with files.",
+        content(
+            (crate::openapi::TicketRequestDoc = "application/json"),
+            (crate::openapi::TicketFormDoc = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "Created in InvGate and recorded: InvGate's answer.", body = crate::openapi::InvGateAnswerDoc,
+            headers(
+                ("Location" = String, description = "`/api/v1/tickets/{InvGate id}`."),
+                ("Idempotent-Replayed" = String, description = "`true` when this is the first answer to an earlier request with the same `Idempotency-Key`."),
+            )),
+        (status = 202, description = "Accepted (`Prefer: respond-async`, or InvGate unreachable and the ticket queued): poll the operation.", body = OperationStatus,
+            headers(
+                ("Location" = String, description = "`/api/v1/tickets/operations/{id}`."),
+                ("Preference-Applied" = String, description = "`respond-async`."),
+            )),
+        (status = 400, description = "`INVALID_INPUT`: malformed body or invalid fields, each listed in `errors`; or a bad `Idempotency-Key`.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 403, description = "`USER_NOT_PROVISIONED`: InvGate has no user with the caller's e-mail.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 408, description = "`REQUEST_TIMEOUT`: the body stalled or trickled.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 409, description = "`IDEMPOTENCY_KEY_IN_USE`: the key's first request is still running; retry after `Retry-After`.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 413, description = "`PAYLOAD_TOO_LARGE`: too many files, a file too large, or JSON too large.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 415, description = "`UNSUPPORTED_MEDIA_TYPE`: a body that is neither JSON nor multipart, or a refused file (executable, script, a type outside the allow-list, a type lie).", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 422, description = "`UPSTREAM_REJECTED`: InvGate refused the ticket (its message in `detail`); or `IDEMPOTENCY_KEY_MISMATCH`: the key was used with another request.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 502, description = "`UPSTREAM_AUTH`: InvGate refused ticketd's credentials; or `EXTERNAL_SERVICE_ERROR`: InvGate failed or answered unexpectedly.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+        (status = 503, description = "`UPSTREAM_BUSY` (InvGate rate limits), `UPSTREAM_UNAVAILABLE` (calls to InvGate suspended after failures) or `STORE_UNAVAILABLE` (database unreachable; nothing sent): retry after `Retry-After`.", body = crate::problem::ProblemBody, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds to wait."))),
+        (status = 504, description = "`UPSTREAM_TIMEOUT`: InvGate did not answer in time; the ticket may exist there. Retry with the same `Idempotency-Key`.", body = crate::problem::ProblemBody, content_type = "application/problem+json"),
+    ),
+)]
 #[tracing::instrument(name = "tickets.create", skip_all)]
-async fn create_ticket(
+pub(crate) async fn create_ticket(
     req: HttpRequest,
     payload: web::Payload,
     caller: Caller,
