@@ -39,6 +39,11 @@ fuzz target="bind_json" secs="600":
     mkdir -p fuzz/corpus/{{target}}
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O {{target}} corpus/{{target}} seeds/{{target}} -- -max_total_time={{secs}} -rss_limit_mb=4096
 
+# Open /docs in headless chromium (installed if missing, as root): every operation renders with no
+# network; writes the screenshot docs/api-docs.png.
+docs-check screenshot="docs/api-docs.png":
+    bash scripts/docs-check.sh {{screenshot}}
+
 # The whole CI, as it runs on a clean clone.
 ci:
     bash .ci/run

@@ -628,8 +628,14 @@ fn sorted(mut errors: Vec<FieldError>) -> Vec<FieldError> {
 fn as_integer(value: &Value) -> Result<Option<i64>, String> {
     match value {
         Value::Null => Ok(None),
+        // JSON has one number type: `2.0` is the integer 2 to JSON Schema, so it is to ticketd.
         Value::Number(n) => n
             .as_i64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+                    .map(|f| f as i64)
+            })
             .map(Some)
             .ok_or_else(|| "must be an integer".to_owned()),
         Value::String(s) if s.trim().is_empty() => Ok(None),
@@ -694,6 +700,14 @@ mod tests {
             ticket.date_ocurred.map(|d| d.epoch_seconds()),
             Some(1_600_000_000)
         );
+    }
+
+    #[test]
+    fn whole_numbers_written_with_a_fraction_are_integers_and_others_are_not() {
+        assert_eq!(as_integer(&json!(2.0)), Ok(Some(2)));
+        assert_eq!(as_integer(&json!(-3.0)), Ok(Some(-3)));
+        assert!(as_integer(&json!(2.5)).is_err());
+        assert!(as_integer(&json!(1.0e300)).is_err());
     }
 
     #[test]

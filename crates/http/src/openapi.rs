@@ -25,7 +25,13 @@ use crate::routes::API_PREFIX;
 /// The fields of a ticket, as a JSON body or as the `request` part of a multipart body. Unknown
 /// members are ignored, so the Go service's clients may send what they always sent.
 #[derive(Serialize, ToSchema)]
-#[schema(as = TicketRequest)]
+#[schema(as = TicketRequest, example = json!({
+    "title": "VPN drops every hour",
+    "description": "Since Monday the VPN disconnects on the hour.",
+    "category_id": 3,
+    "priority_id": 2,
+    "type_id": 1
+}))]
 pub(crate) struct TicketRequestDoc {
     /// 1 to 255 characters, not blank.
     #[schema(min_length = 1, max_length = 255, example = "VPN drops every hour")]
@@ -39,11 +45,12 @@ pub(crate) struct TicketRequestDoc {
     /// See `categories` in `/api/v1/ticket-meta`. Numbers sent as text are accepted.
     #[schema(minimum = 1, example = 3)]
     category_id: i64,
-    /// See `priorities` in `/api/v1/ticket-meta`.
-    #[schema(minimum = 1, example = 2)]
+    /// InvGate's fixed priorities: 1 Low, 2 Medium, 3 High, 4 Urgent, 5 Critical.
+    #[schema(minimum = 1, maximum = 5, example = 2)]
     priority_id: i64,
-    /// See `types` in `/api/v1/ticket-meta`.
-    #[schema(minimum = 1, example = 1)]
+    /// InvGate's fixed types: 1 Incident, 2 Service Request, 3 Question, 4 Problem, 5 Change,
+    /// 6 Major Incident.
+    #[schema(minimum = 1, maximum = 6, example = 1)]
     type_id: i64,
     /// See `sources` in `/api/v1/ticket-meta`.
     #[schema(minimum = 1)]
@@ -51,6 +58,7 @@ pub(crate) struct TicketRequestDoc {
     #[schema(minimum = 1)]
     location_id: Option<i64>,
     /// When it happened, in Unix seconds; not in the future. `date_occurred` is read too.
+    #[schema(minimum = 0)]
     date_ocurred: Option<i64>,
     /// InvGate ids of related tickets.
     related_to: Option<Vec<i64>>,
@@ -59,6 +67,7 @@ pub(crate) struct TicketRequestDoc {
 /// A ticket with files: its fields as one JSON `request` part (or as form fields of the same
 /// names), and the files as `attachments[]` parts.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = TicketForm)]
 pub(crate) struct TicketFormDoc {
     /// A [`TicketRequest`] as JSON text.
@@ -85,6 +94,7 @@ pub(crate) struct CommentRequestDoc {
 
 /// A comment with files.
 #[derive(Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[schema(as = CommentForm)]
 pub(crate) struct CommentFormDoc {
     #[schema(min_length = 1, max_length = 20000)]
@@ -292,6 +302,7 @@ pub fn openapi_json() -> Result<serde_json::Value, ApiError> {
     get,
     path = "/openapi.json",
     tag = "documentation",
+    summary = "This API's description",
     responses((status = 200, description = "The OpenAPI 3.1 document.", content_type = "application/json")),
 )]
 pub(crate) async fn document() -> Result<HttpResponse, ApiError> {
@@ -310,6 +321,8 @@ static SWAGGER: LazyLock<Arc<utoipa_swagger_ui::Config<'static>>> = LazyLock::ne
     Arc::new(
         utoipa_swagger_ui::Config::new(["/openapi.json"])
             .try_it_out_enabled(true)
+            // `/docs/#/tickets/create_ticket` opens that operation.
+            .deep_linking(true)
             .persist_authorization(false),
     )
 });

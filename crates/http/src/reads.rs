@@ -93,7 +93,8 @@ pub(crate) struct ListQuery {
     /// Tickets per page, 1 to 100.
     #[param(minimum = 1, maximum = 100, default = 20)]
     limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (opaque; anything else is 400).
+    #[param(pattern = "^[A-Za-z0-9_-]+$")]
     cursor: Option<String>,
     /// Only tickets with this InvGate status.
     status_id: Option<i64>,
@@ -362,6 +363,7 @@ fn ticket_id(raw: &str) -> Result<IncidentId, ApiError> {
 
 /// A file attached to a comment, as InvGate lists it.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CommentFile)]
 pub(crate) struct CommentFileBody<'a> {
     id: i64,
     name: &'a str,

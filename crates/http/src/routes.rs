@@ -296,7 +296,7 @@ fn created(inv_gate_id: i64, body: String) -> HttpResponse {
     summary = "Create a ticket in InvGate",
     description = "Creates the ticket as an InvGate incident, attachments included, records it, and answers with InvGate's payload. The caller's e-mail (from the token) names the InvGate user it is created for. With `Idempotency-Key`, a retry of the same request gets the first answer again instead of a second ticket.",
     params(
-        ("Idempotency-Key" = Option<String>, Header, description = "1 to 255 printable ASCII characters. Repeating a request with the same key and body answers with the first answer (`Idempotent-Replayed: true`); the same key with another body is `IDEMPOTENCY_KEY_MISMATCH`."),
+        ("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 255, pattern = "^[\\x20-\\x7E]+$", description = "1 to 255 printable ASCII characters. Repeating a request with the same key and body answers with the first answer (`Idempotent-Replayed: true`); the same key with another body is `IDEMPOTENCY_KEY_MISMATCH`."),
         ("Prefer" = Option<String>, Header, description = "`respond-async` to be answered 202 at once with an operation to poll, instead of waiting for InvGate."),
     ),
     request_body(
