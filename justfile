@@ -39,6 +39,13 @@ fuzz target="bind_json" secs="600":
     mkdir -p fuzz/corpus/{{target}}
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O {{target}} corpus/{{target}} seeds/{{target}} -- -max_total_time={{secs}} -rss_limit_mb=4096
 
+# Release builds of ticketd, the simulator and the bench driver, then every scenario against a
+# throwaway PostgreSQL: markdown table on stdout, figures in target/bench/results.json.
+# BENCH_SECS (10), BENCH_WARMUP_SECS (2), BENCH_BIG_RUNS (3) and DATABASE_URL are honoured.
+bench:
+    cargo build --release -p ticketd -p ticketd-invgate-sim -p ticketd-bench
+    target/release/ticketd-bench
+
 # Open /docs in headless chromium (installed if missing, as root): every operation renders with no
 # network; writes the screenshot docs/api-docs.png.
 docs-check screenshot="docs/api-docs.png":

@@ -1,0 +1,769 @@
+//! `ticketd-bench` (run by `just bench`): starts a throwaway PostgreSQL (or a fresh database on
+//! `DATABASE_URL`), the InvGate simulator with request recording off, and ticketd, all release
+//! builds in their own processes; runs every scenario against ticketd and against the floor (the
+//! same work without ticketd); prints a markdown table and writes `target/bench/results.json`.
+//!
+//! ticketd's CPU time per ticket comes from `/proc/<pid>/stat` before and after a run, its peak
+//! resident memory from `VmHWM` (reset before each run). Nothing here is a test: the figures
+//! depend on the machine, and the targets are reported, not asserted.
+
+mod floor;
+mod load;
+mod procfs;
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use reqwest::multipart::{Form, Part};
+use secrecy::SecretString;
+use serde::Serialize;
+use tokio::process::{Child, Command};
+
+use crate::floor::{File, Floor};
+use crate::load::{Outcome, Percentiles, Work};
+
+const SIM_USER: &str = "ticketd";
+const SIM_PASSWORD: &str = "simulated-api-key";
+/// The simulator's seeded user the load creates tickets for.
+const CALLER: &str = "alice@example.com";
+const CALLER_INVGATE_ID: i64 = 42;
+const MIB: usize = 1024 * 1024;
+
+struct Settings {
+    run: Duration,
+    warmup: Duration,
+    big_runs: usize,
+    out: PathBuf,
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        let secs = |name: &str, default: u64| -> anyhow::Result<u64> {
+            std::env::var(name)
+                .ok()
+                .map(|v| {
+                    v.parse()
+                        .with_context(|| format!("{name} must be a whole number"))
+                })
+                .transpose()
+                .map(|v| v.unwrap_or(default))
+        };
+        Ok(Self {
+            run: Duration::from_secs(secs("BENCH_SECS", 10)?),
+            warmup: Duration::from_secs(secs("BENCH_WARMUP_SECS", 2)?),
+            big_runs: usize::try_from(secs("BENCH_BIG_RUNS", 3)?)?,
+            out: std::env::var_os("BENCH_OUT")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("target/bench/results.json")),
+        })
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The release binaries built beside this one.
+fn sibling(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("no directory")?.join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: build it (`just bench` does)",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+async fn wait_for(
+    client: &reqwest::Client,
+    url: &str,
+    limit: Duration,
+) -> anyhow::Result<Duration> {
+    let start = Instant::now();
+    loop {
+        if let Ok(r) = client.get(url).send().await
+            && r.status().is_success()
+        {
+            return Ok(start.elapsed());
+        }
+        if start.elapsed() > limit {
+            bail!("{url} did not answer 200 within {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+struct Ticketd {
+    child: Child,
+    pid: u32,
+    base: String,
+}
+
+struct Stack {
+    sim_base: String,
+    database_url: String,
+    secret: String,
+    log: PathBuf,
+}
+
+impl Stack {
+    async fn start_ticketd(&self, client: &reqwest::Client) -> anyhow::Result<(Ticketd, Duration)> {
+        let port = free_port()?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)?;
+        let started = Instant::now();
+        let child = Command::new(sibling("ticketd")?)
+            .arg("serve")
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("DATABASE_URL", &self.database_url)
+            .env("INVGATE_BASE_URL", format!("{}/api/v1", self.sim_base))
+            .env("INVGATE_USERNAME", SIM_USER)
+            .env("INVGATE_PASSWORD", SIM_PASSWORD)
+            .env("JWT_SECRET", &self.secret)
+            .env("TICKETD_LISTEN", format!("127.0.0.1:{port}"))
+            // One caller sends all the load: the per-caller limit would measure itself.
+            .env("TICKETD_RATE_LIMIT_PER_MINUTE", "0")
+            // For the 100 MiB scenario.
+            .env("TICKETD_MAX_ATTACHMENT_BYTES", (128 * MIB).to_string())
+            .env("TICKETD_SPOOL_DIR", self.log.with_file_name("spool"))
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting ticketd")?;
+        let pid = child.id().context("ticketd has no pid")?;
+        let base = format!("http://127.0.0.1:{port}");
+        wait_for(client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
+        Ok((Ticketd { child, pid, base }, started.elapsed()))
+    }
+}
+
+async fn stop(mut ticketd: Ticketd) -> anyhow::Result<()> {
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &ticketd.pid.to_string()])
+        .status();
+    tokio::time::timeout(Duration::from_secs(30), ticketd.child.wait())
+        .await
+        .context("ticketd did not stop within 30 s")??;
+    Ok(())
+}
+
+fn text_file(name: &str, size: usize) -> File {
+    let line = b"ticketd benchmark attachment line, plain text.\n";
+    let bytes: Vec<u8> = line.iter().copied().cycle().take(size).collect();
+    let sha256 = sha256_hex(&bytes);
+    File {
+        name: name.to_owned(),
+        bytes: Bytes::from(bytes),
+        sha256,
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(sha2::Sha256::digest(bytes))
+}
+
+const TITLE: &str = "Benchmark ticket";
+const DESCRIPTION: &str = "The VPN drops every hour since Monday; reported by the benchmark.";
+
+fn ticket_json() -> Bytes {
+    Bytes::from(
+        serde_json::json!({
+            "title": TITLE,
+            "description": DESCRIPTION,
+            "category_id": 1,
+            "priority_id": 2,
+            "type_id": 1,
+        })
+        .to_string(),
+    )
+}
+
+/// One create request to ticketd: JSON without files, multipart with them.
+fn ticketd_work(
+    client: reqwest::Client,
+    url: String,
+    token: String,
+    files: Arc<Vec<File>>,
+) -> Work {
+    let json = ticket_json();
+    Arc::new(move || {
+        let client = client.clone();
+        let url = url.clone();
+        let token = token.clone();
+        let files = files.clone();
+        let json = json.clone();
+        Box::pin(async move {
+            let request = client.post(&url).bearer_auth(&token);
+            let request = if files.is_empty() {
+                request
+                    .header("content-type", "application/json")
+                    .body(json)
+            } else {
+                let mut form = Form::new().part(
+                    "request",
+                    Part::stream_with_length(reqwest::Body::from(json.clone()), json.len() as u64)
+                        .mime_str("application/json")
+                        .map_err(|e| e.to_string())?,
+                );
+                for file in files.iter() {
+                    form = form.part(
+                        "attachments[]",
+                        Part::stream_with_length(
+                            reqwest::Body::from(file.bytes.clone()),
+                            file.bytes.len() as u64,
+                        )
+                        .file_name(file.name.clone())
+                        .mime_str("text/plain")
+                        .map_err(|e| e.to_string())?,
+                    );
+                }
+                request.multipart(form)
+            };
+            let response = request.send().await.map_err(|e| e.to_string())?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|e| e.to_string())?;
+            if status == reqwest::StatusCode::CREATED {
+                Ok(())
+            } else {
+                Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+            }
+        })
+    })
+}
+
+fn floor_work(floor: Floor, files: Arc<Vec<File>>) -> Work {
+    Arc::new(move || {
+        let floor = floor.clone();
+        let files = files.clone();
+        Box::pin(async move { floor.create(TITLE, DESCRIPTION, &files).await })
+    })
+}
+
+fn client(pool: usize) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(pool)
+        .timeout(Duration::from_secs(120))
+        .build()?)
+}
+
+/// One run's figures.
+#[derive(Debug, Clone, Serialize)]
+struct Run {
+    scenario: String,
+    target: &'static str,
+    mode: String,
+    requests_ok: u64,
+    errors: u64,
+    dropped: u64,
+    seconds: f64,
+    tickets_per_s: f64,
+    latency: Percentiles,
+    /// ticketd only.
+    cpu_us_per_ticket: Option<f64>,
+    peak_rss_mib: Option<f64>,
+    /// ticketd only: its tickets/s over the floor's in the same scenario.
+    efficiency: Option<f64>,
+    first_error: Option<String>,
+}
+
+fn run_of(scenario: &str, target: &'static str, mode: String, outcome: &Outcome) -> Run {
+    Run {
+        scenario: scenario.to_owned(),
+        target,
+        mode,
+        requests_ok: outcome.ok,
+        errors: outcome.errors,
+        dropped: outcome.dropped,
+        seconds: outcome.elapsed.as_secs_f64(),
+        tickets_per_s: outcome.per_second(),
+        latency: outcome.percentiles(),
+        cpu_us_per_ticket: None,
+        peak_rss_mib: None,
+        efficiency: None,
+        first_error: outcome.first_error.clone(),
+    }
+}
+
+enum Mode {
+    Closed(usize),
+    Open(f64),
+}
+
+impl Mode {
+    fn label(&self) -> String {
+        match self {
+            Self::Closed(c) => format!("closed c={c}"),
+            Self::Open(rate) => format!("open {rate:.0}/s"),
+        }
+    }
+}
+
+async fn measure(work: &Work, mode: &Mode, settings: &Settings) -> Outcome {
+    match *mode {
+        Mode::Closed(c) => load::closed(work.clone(), c, settings.run).await,
+        Mode::Open(rate) => load::open(work.clone(), rate, settings.run, 4096).await,
+    }
+}
+
+async fn warm(work: &Work, mode: &Mode, settings: &Settings) {
+    if settings.warmup.is_zero() {
+        return;
+    }
+    let c = match *mode {
+        Mode::Closed(c) => c,
+        Mode::Open(_) => 16,
+    };
+    let _ = load::closed(work.clone(), c, settings.warmup).await;
+}
+
+/// Runs one scenario against ticketd, measuring its CPU and peak memory around the run.
+async fn on_ticketd(
+    name: &str,
+    work: &Work,
+    mode: Mode,
+    ticketd: &Ticketd,
+    settings: &Settings,
+    ticks: u64,
+) -> anyhow::Result<Run> {
+    warm(work, &mode, settings).await;
+    procfs::reset_peak(ticketd.pid)?;
+    let cpu_before = procfs::cpu_time(ticketd.pid, ticks)?;
+    let outcome = measure(work, &mode, settings).await;
+    let cpu_after = procfs::cpu_time(ticketd.pid, ticks)?;
+    let mut run = run_of(name, "ticketd", mode.label(), &outcome);
+    if outcome.ok > 0 {
+        run.cpu_us_per_ticket =
+            Some((cpu_after - cpu_before).as_secs_f64() * 1e6 / outcome.ok as f64);
+    }
+    run.peak_rss_mib = Some(procfs::status_kib(ticketd.pid, "VmHWM")? as f64 / 1024.0);
+    eprintln!(
+        "  {name:<28} ticketd {:<14} {:>8.1}/s p99 {:>8.2} ms",
+        run.mode, run.tickets_per_s, run.latency.p99_ms
+    );
+    Ok(run)
+}
+
+async fn on_floor(name: &str, work: &Work, mode: Mode, settings: &Settings) -> Run {
+    warm(work, &mode, settings).await;
+    let outcome = measure(work, &mode, settings).await;
+    let run = run_of(name, "floor", mode.label(), &outcome);
+    eprintln!(
+        "  {name:<28} floor   {:<14} {:>8.1}/s p99 {:>8.2} ms",
+        run.mode, run.tickets_per_s, run.latency.p99_ms
+    );
+    run
+}
+
+#[derive(Debug, Serialize)]
+struct Machine {
+    cores: usize,
+    cpu_model: String,
+    load_average_before: String,
+    load_average_after: String,
+    kernel: String,
+}
+
+#[derive(Debug, Serialize)]
+struct BigUpload {
+    mib: usize,
+    runs: usize,
+    seconds: Vec<f64>,
+    best_mib_per_s: f64,
+    ticketd_peak_rss_mib: f64,
+    floor_seconds: Vec<f64>,
+}
+
+#[derive(Debug, Serialize)]
+struct Target {
+    what: &'static str,
+    goal: String,
+    measured: String,
+    met: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct Report {
+    generated_at: String,
+    machine: Machine,
+    run_seconds: f64,
+    warmup_seconds: f64,
+    startup_to_ready_ms: f64,
+    idle_rss_mib: f64,
+    runs: Vec<Run>,
+    big_upload: BigUpload,
+    targets: Vec<Target>,
+}
+
+fn kernel() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    // reqwest is built without a default TLS provider (see the workspace notes).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let settings = Settings::from_env()?;
+    let out_dir = settings
+        .out
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    std::fs::create_dir_all(out_dir.join("spool"))?;
+    let load_before = procfs::load_average();
+    let ticks = procfs::clock_ticks_per_second();
+
+    eprintln!("starting PostgreSQL, the simulator and ticketd …");
+    let database = ticketd_pgtemp::test_database().await?;
+    let sim_port = free_port()?;
+    let sim_base = format!("http://127.0.0.1:{sim_port}");
+    let _sim = Command::new(sibling("ticketd-invgate-sim")?)
+        .args(["--listen", &format!("127.0.0.1:{sim_port}"), "--no-record"])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the simulator")?;
+    let probe = client(4)?;
+    wait_for(
+        &probe,
+        &format!("{sim_base}/api/v1/sd.version"),
+        Duration::from_secs(30),
+    )
+    .await
+    .or_else(|_| anyhow::Ok(Duration::ZERO))?;
+
+    let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
+    let stack = Stack {
+        sim_base: sim_base.clone(),
+        database_url: database.url().to_owned(),
+        secret: secret.clone(),
+        log: out_dir.join("ticketd.log"),
+    };
+    // The first start applies the migrations; the second is the one timed.
+    let (first, _) = stack.start_ticketd(&probe).await?;
+    stop(first).await?;
+    let (ticketd, startup) = stack.start_ticketd(&probe).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rss = procfs::status_kib(ticketd.pid, "VmRSS")? as f64 / 1024.0;
+    eprintln!(
+        "ticketd ready in {:.0} ms, idle RSS {idle_rss:.1} MiB",
+        startup.as_secs_f64() * 1e3
+    );
+
+    let token = ticketd_auth::mint_hs256_token(
+        &SecretString::from(secret),
+        CALLER,
+        Duration::from_secs(6 * 3600),
+    )?;
+    let url = format!("{}/api/v1/tickets", ticketd.base);
+    let floor = Floor {
+        repository: ticketd_postgres::PgTicketRepository::new(ticketd_postgres::connect_pool(
+            database.url(),
+            ticketd_postgres::PoolConfig::default(),
+        )?),
+        http: client(64)?,
+        incident_url: format!("{sim_base}/api/v1/incident"),
+        username: SIM_USER.to_owned(),
+        password: SIM_PASSWORD.to_owned(),
+        caller: ticketd_domain::EmailAddress::parse(CALLER)
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?,
+        requester: ticketd_domain::InvGateUserId::new(CALLER_INVGATE_ID),
+    };
+
+    let mut runs = Vec::new();
+    let none = Arc::new(Vec::new());
+    let json_ticketd = ticketd_work(client(64)?, url.clone(), token.clone(), none.clone());
+    let json_floor = floor_work(floor.clone(), none.clone());
+
+    eprintln!("JSON ticket, closed loop:");
+    for c in [1, 16, 64] {
+        let mut run = on_ticketd(
+            "json",
+            &json_ticketd,
+            Mode::Closed(c),
+            &ticketd,
+            &settings,
+            ticks,
+        )
+        .await?;
+        let base = on_floor("json", &json_floor, Mode::Closed(c), &settings).await;
+        run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
+        runs.push(run);
+        runs.push(base);
+    }
+    let max = runs
+        .iter()
+        .filter(|r| r.target == "ticketd" && r.scenario == "json")
+        .map(|r| r.tickets_per_s)
+        .fold(0.0, f64::max);
+    let floor_max = runs
+        .iter()
+        .filter(|r| r.target == "floor" && r.scenario == "json")
+        .map(|r| r.tickets_per_s)
+        .fold(0.0, f64::max);
+    eprintln!("JSON ticket, open loop (50% and 90% of ticketd's best {max:.0}/s):");
+    for share in [0.5, 0.9] {
+        let rate = (max * share).max(1.0);
+        let name = format!("json at {:.0}% of max", share * 100.0);
+        let mut run = on_ticketd(
+            &name,
+            &json_ticketd,
+            Mode::Open(rate),
+            &ticketd,
+            &settings,
+            ticks,
+        )
+        .await?;
+        let base = on_floor(
+            &name,
+            &json_floor,
+            Mode::Open(rate.min(floor_max)),
+            &settings,
+        )
+        .await;
+        run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
+        runs.push(run);
+        runs.push(base);
+    }
+
+    eprintln!("multipart tickets:");
+    for (name, files, c) in [
+        ("multipart 1×4 KiB", vec![text_file("note.txt", 4096)], 16),
+        (
+            "multipart 5×1 MiB",
+            (1..=5)
+                .map(|i| text_file(&format!("log{i}.txt"), MIB))
+                .collect(),
+            4,
+        ),
+    ] {
+        let files = Arc::new(files);
+        let work = ticketd_work(client(64)?, url.clone(), token.clone(), files.clone());
+        let mut run = on_ticketd(name, &work, Mode::Closed(c), &ticketd, &settings, ticks).await?;
+        let base = on_floor(
+            name,
+            &floor_work(floor.clone(), files),
+            Mode::Closed(c),
+            &settings,
+        )
+        .await;
+        run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
+        runs.push(run);
+        runs.push(base);
+    }
+
+    eprintln!("one 100 MiB attachment, {} runs:", settings.big_runs);
+    let big = Arc::new(vec![text_file("big.txt", 100 * MIB)]);
+    let big_work = ticketd_work(client(2)?, url.clone(), token.clone(), big.clone());
+    let big_floor = floor_work(floor.clone(), big.clone());
+    let mut seconds = Vec::new();
+    let mut floor_seconds = Vec::new();
+    procfs::reset_peak(ticketd.pid)?;
+    for _ in 0..settings.big_runs {
+        let start = Instant::now();
+        big_work()
+            .await
+            .map_err(|e| anyhow::anyhow!("100 MiB ticket: {e}"))?;
+        seconds.push(start.elapsed().as_secs_f64());
+        let start = Instant::now();
+        big_floor()
+            .await
+            .map_err(|e| anyhow::anyhow!("100 MiB floor: {e}"))?;
+        floor_seconds.push(start.elapsed().as_secs_f64());
+    }
+    let big_rss = procfs::status_kib(ticketd.pid, "VmHWM")? as f64 / 1024.0;
+    let best = seconds.iter().copied().fold(f64::INFINITY, f64::min);
+    let big_upload = BigUpload {
+        mib: 100,
+        runs: seconds.len(),
+        best_mib_per_s: 100.0 / best,
+        seconds,
+        ticketd_peak_rss_mib: big_rss,
+        floor_seconds,
+    };
+    eprintln!(
+        "  best {:.0} MiB/s, ticketd peak RSS {big_rss:.1} MiB",
+        big_upload.best_mib_per_s
+    );
+    stop(ticketd).await?;
+
+    let json64 = runs
+        .iter()
+        .find(|r| r.target == "ticketd" && r.scenario == "json" && r.mode == "closed c=64");
+    let floor64 = runs
+        .iter()
+        .find(|r| r.target == "floor" && r.scenario == "json" && r.mode == "closed c=64");
+    let cpu = runs
+        .iter()
+        .filter(|r| r.target == "ticketd" && r.scenario == "json" && r.mode.starts_with("closed"))
+        .filter_map(|r| r.cpu_us_per_ticket)
+        .fold(f64::INFINITY, f64::min);
+    let mut targets = vec![
+        Target {
+            what: "JSON ticket: ticketd CPU per ticket (best closed-loop run)",
+            goal: "≤ 100 µs".into(),
+            measured: format!("{cpu:.0} µs"),
+            met: cpu <= 100.0,
+        },
+        Target {
+            what: "idle RSS after start",
+            goal: "≤ 32 MiB".into(),
+            measured: format!("{idle_rss:.1} MiB"),
+            met: idle_rss <= 32.0,
+        },
+        Target {
+            what: "start-up to ready, migrations applied",
+            goal: "≤ 1 s".into(),
+            measured: format!("{:.0} ms", startup.as_secs_f64() * 1e3),
+            met: startup <= Duration::from_secs(1),
+        },
+        Target {
+            what: "100 MiB attachment: ticketd peak RSS",
+            goal: "≤ 64 MiB".into(),
+            measured: format!("{:.1} MiB", big_upload.ticketd_peak_rss_mib),
+            met: big_upload.ticketd_peak_rss_mib <= 64.0,
+        },
+        Target {
+            what: "100 MiB attachment: throughput",
+            goal: "≥ 200 MiB/s".into(),
+            measured: format!("{:.0} MiB/s", big_upload.best_mib_per_s),
+            met: big_upload.best_mib_per_s >= 200.0,
+        },
+    ];
+    if let (Some(t), Some(f)) = (json64, floor64) {
+        let efficiency = t.tickets_per_s / f.tickets_per_s;
+        targets.push(Target {
+            what: "JSON ticket at c=64: efficiency (ticketd ÷ floor tickets/s)",
+            goal: "≥ 0.8".into(),
+            measured: format!("{efficiency:.2}"),
+            met: efficiency >= 0.8,
+        });
+        let ratio = t.latency.p99_ms / f.latency.p99_ms;
+        targets.push(Target {
+            what: "JSON ticket at c=64: p99 over the floor's p99",
+            goal: "≤ 2×".into(),
+            measured: format!(
+                "{ratio:.2}× ({:.1} ms vs {:.1} ms)",
+                t.latency.p99_ms, f.latency.p99_ms
+            ),
+            met: ratio <= 2.0,
+        });
+    }
+
+    let report = Report {
+        generated_at: chrono::Utc::now().to_rfc3339(),
+        machine: Machine {
+            cores: std::thread::available_parallelism().map_or(0, usize::from),
+            cpu_model: procfs::cpu_model(),
+            load_average_before: load_before,
+            load_average_after: procfs::load_average(),
+            kernel: kernel(),
+        },
+        run_seconds: settings.run.as_secs_f64(),
+        warmup_seconds: settings.warmup.as_secs_f64(),
+        startup_to_ready_ms: startup.as_secs_f64() * 1e3,
+        idle_rss_mib: idle_rss,
+        runs,
+        big_upload,
+        targets,
+    };
+    std::fs::write(&settings.out, serde_json::to_vec_pretty(&report)?)?;
+    println!("{}", markdown(&report));
+    println!("Written to {}.", settings.out.display());
+    Ok(())
+}
+
+fn markdown(report: &Report) -> String {
+    let mut md = String::new();
+    let m = &report.machine;
+    let _ = writeln!(
+        md,
+        "Machine: {} cores, {}, kernel {}, load average {} before, {} after. Each run {:.0} s after {:.0} s of warm-up.\n",
+        m.cores,
+        m.cpu_model,
+        m.kernel,
+        m.load_average_before,
+        m.load_average_after,
+        report.run_seconds,
+        report.warmup_seconds
+    );
+    let _ = writeln!(
+        md,
+        "| scenario | target | load | tickets | tickets/s | p50 ms | p99 ms | p99.9 ms | CPU µs/ticket | peak RSS MiB | efficiency | errors |"
+    );
+    let _ = writeln!(
+        md,
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for r in &report.runs {
+        let opt = |v: Option<f64>, digits: usize| {
+            v.map_or_else(|| "–".to_owned(), |v| format!("{v:.digits$}"))
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            r.scenario,
+            r.target,
+            r.mode,
+            r.requests_ok,
+            r.tickets_per_s,
+            r.latency.p50_ms,
+            r.latency.p99_ms,
+            r.latency.p999_ms,
+            opt(r.cpu_us_per_ticket, 0),
+            opt(r.peak_rss_mib, 1),
+            opt(r.efficiency, 2),
+            r.errors + r.dropped,
+        );
+    }
+    let b = &report.big_upload;
+    let _ = writeln!(
+        md,
+        "\nOne {} MiB attachment, {} runs: ticketd {:?} s (best {:.0} MiB/s), floor {:?} s; ticketd peak RSS {:.1} MiB.",
+        b.mib,
+        b.runs,
+        b.seconds
+            .iter()
+            .map(|s| (s * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        b.best_mib_per_s,
+        b.floor_seconds
+            .iter()
+            .map(|s| (s * 100.0).round() / 100.0)
+            .collect::<Vec<_>>(),
+        b.ticketd_peak_rss_mib
+    );
+    let _ = writeln!(
+        md,
+        "Start-up to ready (migrations applied): {:.0} ms; idle RSS {:.1} MiB.\n",
+        report.startup_to_ready_ms, report.idle_rss_mib
+    );
+    let _ = writeln!(md, "| target | goal | measured | met |\n|---|---|---|---|");
+    for t in &report.targets {
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} |",
+            t.what,
+            t.goal,
+            t.measured,
+            if t.met { "yes" } else { "**no**" }
+        );
+    }
+    md
+}
