@@ -431,7 +431,7 @@ async fn main() -> anyhow::Result<()> {
     let database = ticketd_pgtemp::test_database().await?;
     let sim_port = free_port()?;
     let sim_base = format!("http://127.0.0.1:{sim_port}");
-    let _sim = Command::new(sibling("ticketd-invgate-sim")?)
+    let _sim = Command::new(sibling("invgate-sim")?)
         .args(["--listen", &format!("127.0.0.1:{sim_port}"), "--no-record"])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())

@@ -8,10 +8,10 @@
 mod answer;
 mod client;
 
-pub use client::fuzzing;
 pub use client::{
     InvGateConfig, InvGateConfigError, ReqwestInvGateClient, RetryPolicy, install_crypto_provider,
     parse_base_url,
 };
+pub use client::{fuzzing, incident_form};
 pub use ticketd_domain::GatewayError;
 pub use ticketd_domain::ports::IncidentGateway;
