@@ -49,7 +49,14 @@ async fn main() -> ExitCode {
         Ok(log) => telemetry::init(&log),
         Err(err) => return config_failure(&err),
     }
-    match cli.command {
+    let code = run(cli.command).await;
+    // Log lines are written by a background thread: let it finish before the process ends.
+    telemetry::flush();
+    code
+}
+
+async fn run(command: Command) -> ExitCode {
+    match command {
         Command::Serve(args) => {
             let settings = match args.settings() {
                 Ok(settings) => settings,
@@ -101,6 +108,8 @@ fn config_failure(err: &ConfigError) -> ExitCode {
 
 /// The process's last words: one line, with the cause chain.
 fn failure(err: &anyhow::Error) -> ExitCode {
+    // After the log lines before it.
+    telemetry::flush();
     eprintln!("ticketd: {err:#}");
     ExitCode::FAILURE
 }

@@ -108,7 +108,8 @@ async fn a_ticket_shows_invgates_current_status_and_an_unchanged_one_is_304() {
 #[tokio::test(flavor = "multi_thread")]
 async fn when_invgate_fails_the_local_copy_is_shown_marked_stale() {
     let (_db, app) = SimApp::spawn().await;
-    let id = create(&app, "while InvGate is down").await;
+    // Reads of the incident fail from before the ticket exists, so the background sync (which
+    // takes never-synced tickets at once) cannot refresh it first, nor use the faults up.
     let mut fault = Fault::on(
         "incident",
         FaultKind::Status {
@@ -118,8 +119,9 @@ async fn when_invgate_fails_the_local_copy_is_shown_marked_stale() {
         },
     );
     fault.method = Some("GET".into());
-    fault.times = 10;
+    fault.times = 10_000;
     app.sim.sim.inject(fault);
+    let id = create(&app, "while InvGate is down").await;
 
     let response = get(&app, &format!("/api/v1/tickets/{id}"), ALICE).await;
     assert_eq!(response.status(), StatusCode::OK);

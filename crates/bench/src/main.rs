@@ -36,6 +36,8 @@ const CALLER_INVGATE_ID: i64 = 42;
 const MIB: usize = 1024 * 1024;
 
 struct Settings {
+    /// `json`, `open`, `multipart`, `big`: which scenarios run (`BENCH_SCENARIOS`, default all).
+    scenarios: Vec<String>,
     run: Duration,
     warmup: Duration,
     big_runs: usize,
@@ -43,6 +45,10 @@ struct Settings {
 }
 
 impl Settings {
+    fn wants(&self, scenario: &str) -> bool {
+        self.scenarios.iter().any(|s| s == scenario)
+    }
+
     fn from_env() -> anyhow::Result<Self> {
         let secs = |name: &str, default: u64| -> anyhow::Result<u64> {
             std::env::var(name)
@@ -55,6 +61,11 @@ impl Settings {
                 .map(|v| v.unwrap_or(default))
         };
         Ok(Self {
+            scenarios: std::env::var("BENCH_SCENARIOS")
+                .unwrap_or_else(|_| "json,open,multipart,big".to_owned())
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .collect(),
             run: Duration::from_secs(secs("BENCH_SECS", 10)?),
             warmup: Duration::from_secs(secs("BENCH_WARMUP_SECS", 2)?),
             big_runs: usize::try_from(secs("BENCH_BIG_RUNS", 3)?)?,
@@ -99,6 +110,20 @@ async fn wait_for(
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+async fn wait_for_port(port: u16, limit: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        if start.elapsed() > limit {
+            bail!("nothing listens on port {port} after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
 }
 
 struct Ticketd {
@@ -271,7 +296,8 @@ struct Run {
     seconds: f64,
     tickets_per_s: f64,
     latency: Percentiles,
-    /// ticketd only.
+    /// ticketd: its process's CPU per ticket. Floor: the bench process's, which then does the
+    /// floor's client work (database, InvGate) and drives the load, but serves nothing.
     cpu_us_per_ticket: Option<f64>,
     peak_rss_mib: Option<f64>,
     /// ticketd only: its tickets/s over the floor's in the same scenario.
@@ -356,10 +382,19 @@ async fn on_ticketd(
     Ok(run)
 }
 
-async fn on_floor(name: &str, work: &Work, mode: Mode, settings: &Settings) -> Run {
+/// Runs one scenario on the floor. Its CPU per ticket is this process's: the floor's own database
+/// and InvGate client work, plus driving the load (but no HTTP serving).
+async fn on_floor(name: &str, work: &Work, mode: Mode, settings: &Settings, ticks: u64) -> Run {
     warm(work, &mode, settings).await;
+    let me = std::process::id();
+    let cpu_before = procfs::cpu_time(me, ticks).unwrap_or_default();
     let outcome = measure(work, &mode, settings).await;
-    let run = run_of(name, "floor", mode.label(), &outcome);
+    let cpu_after = procfs::cpu_time(me, ticks).unwrap_or_default();
+    let mut run = run_of(name, "floor", mode.label(), &outcome);
+    if outcome.ok > 0 {
+        run.cpu_us_per_ticket =
+            Some((cpu_after - cpu_before).as_secs_f64() * 1e6 / outcome.ok as f64);
+    }
     eprintln!(
         "  {name:<28} floor   {:<14} {:>8.1}/s p99 {:>8.2} ms",
         run.mode, run.tickets_per_s, run.latency.p99_ms
@@ -440,13 +475,7 @@ async fn main() -> anyhow::Result<()> {
         .spawn()
         .context("starting the simulator")?;
     let probe = client(4)?;
-    wait_for(
-        &probe,
-        &format!("{sim_base}/api/v1/sd.version"),
-        Duration::from_secs(30),
-    )
-    .await
-    .or_else(|_| anyhow::Ok(Duration::ZERO))?;
+    wait_for_port(sim_port, Duration::from_secs(30)).await?;
 
     let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let stack = Stack {
@@ -492,7 +521,7 @@ async fn main() -> anyhow::Result<()> {
     let json_floor = floor_work(floor.clone(), none.clone());
 
     eprintln!("JSON ticket, closed loop:");
-    for c in [1, 16, 64] {
+    for c in [1, 16, 64].into_iter().filter(|_| settings.wants("json")) {
         let mut run = on_ticketd(
             "json",
             &json_ticketd,
@@ -502,7 +531,7 @@ async fn main() -> anyhow::Result<()> {
             ticks,
         )
         .await?;
-        let base = on_floor("json", &json_floor, Mode::Closed(c), &settings).await;
+        let base = on_floor("json", &json_floor, Mode::Closed(c), &settings, ticks).await;
         run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
         runs.push(run);
         runs.push(base);
@@ -518,7 +547,10 @@ async fn main() -> anyhow::Result<()> {
         .map(|r| r.tickets_per_s)
         .fold(0.0, f64::max);
     eprintln!("JSON ticket, open loop (50% and 90% of ticketd's best {max:.0}/s):");
-    for share in [0.5, 0.9] {
+    for share in [0.5, 0.9]
+        .into_iter()
+        .filter(|_| settings.wants("open") && max > 0.0)
+    {
         let rate = (max * share).max(1.0);
         let name = format!("json at {:.0}% of max", share * 100.0);
         let mut run = on_ticketd(
@@ -535,6 +567,7 @@ async fn main() -> anyhow::Result<()> {
             &json_floor,
             Mode::Open(rate.min(floor_max)),
             &settings,
+            ticks,
         )
         .await;
         run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
@@ -552,7 +585,10 @@ async fn main() -> anyhow::Result<()> {
                 .collect(),
             4,
         ),
-    ] {
+    ]
+    .into_iter()
+    .filter(|_| settings.wants("multipart"))
+    {
         let files = Arc::new(files);
         let work = ticketd_work(client(64)?, url.clone(), token.clone(), files.clone());
         let mut run = on_ticketd(name, &work, Mode::Closed(c), &ticketd, &settings, ticks).await?;
@@ -561,6 +597,7 @@ async fn main() -> anyhow::Result<()> {
             &floor_work(floor.clone(), files),
             Mode::Closed(c),
             &settings,
+            ticks,
         )
         .await;
         run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
@@ -575,7 +612,12 @@ async fn main() -> anyhow::Result<()> {
     let mut seconds = Vec::new();
     let mut floor_seconds = Vec::new();
     procfs::reset_peak(ticketd.pid)?;
-    for _ in 0..settings.big_runs {
+    let big_runs = if settings.wants("big") {
+        settings.big_runs
+    } else {
+        0
+    };
+    for _ in 0..big_runs {
         let start = Instant::now();
         big_work()
             .await

@@ -28,6 +28,9 @@ use crate::Limits;
 use crate::files::{SNIFF_BYTES, inspect_ole, is_ole, judge, vet};
 use crate::problem::ApiError;
 
+/// Bytes per write of a spooled upload.
+const SPOOL_BLOCK: usize = 1024 * 1024;
+
 /// Text parts (ticket fields) a multipart body may have besides its files.
 const MAX_TEXT_PARTS: usize = 64;
 
@@ -470,7 +473,10 @@ async fn spool(
     }
     .map_err(internal("creating a temporary file for an upload"))?;
     let (file, path) = temp.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
+    // Each write to a tokio file is a trip to the blocking pool: write in large blocks, not in
+    // the multipart stream's small chunks.
+    let mut file =
+        tokio::io::BufWriter::with_capacity(SPOOL_BLOCK, tokio::fs::File::from_std(file));
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut head = Vec::new();

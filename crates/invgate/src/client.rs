@@ -343,6 +343,9 @@ pub async fn incident_form(
     Ok(form)
 }
 
+/// Bytes per read of a spooled file on its way to InvGate.
+const UPLOAD_BLOCK: usize = 256 * 1024;
+
 async fn file_part(attachment: &Attachment) -> Result<Part, GatewayError> {
     let file = tokio::fs::File::open(&attachment.path).await.map_err(|e| {
         GatewayError::Unavailable(anyhow::Error::new(e).context("opening a spooled attachment"))
@@ -358,7 +361,9 @@ async fn file_part(attachment: &Attachment) -> Result<Part, GatewayError> {
     } else {
         "application/octet-stream"
     };
-    Part::stream_with_length(Body::wrap_stream(ReaderStream::new(file)), attachment.size)
+    // Each read of a tokio file is a trip to the blocking pool: read in large blocks.
+    let blocks = ReaderStream::with_capacity(file, UPLOAD_BLOCK);
+    Part::stream_with_length(Body::wrap_stream(blocks), attachment.size)
         .file_name(attachment.name.as_str().to_owned())
         .mime_str(content_type)
         .map_err(|e| {

@@ -182,39 +182,41 @@ pub(crate) async fn record_created(
     let answer = &answer;
     let row = &row;
     conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-        {
-            // Idempotent: a replay of the same record (from the spool, or a reconciler that
-            // adopted the incident first) finds it there and changes nothing.
-            diesel::insert_into(tickets::table)
-                .values(row)
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            if let Some(operation) = operation {
-                diesel::update(
-                    ticket_operations::table
-                        .filter(ticket_operations::id.eq(operation))
-                        .filter(ticket_operations::state.ne(OperationState::Succeeded.as_str())),
-                )
-                .set((
-                    ticket_operations::state.eq(OperationState::Succeeded.as_str()),
-                    ticket_operations::retryable.eq(false),
-                    ticket_operations::inv_gate_id.eq(row.inv_gate_id),
-                    ticket_operations::answer.eq(answer),
-                    ticket_operations::reason.eq(None::<String>),
-                    ticket_operations::updated_at.eq(Utc::now()),
-                ))
-                .execute(conn)
-                .await?;
-                diesel::delete(
-                    operation_file_chunks::table
-                        .filter(operation_file_chunks::operation_id.eq(operation)),
-                )
-                .execute(conn)
-                .await?;
-            }
-            Ok(())
-        }
+        // The statements are independent, so they are pipelined: sent together and answered
+        // together, one round trip inside the transaction instead of three. PostgreSQL still runs
+        // them in order, and the transaction commits all or none.
+        let shared: &AsyncPgConnection = conn;
+        let (mut for_ticket, mut for_journal, mut for_files) = (shared, shared, shared);
+        // Idempotent: a replay of the same record (from the spool, or a reconciler that adopted
+        // the incident first) finds it there and changes nothing.
+        let insert = diesel::insert_into(tickets::table)
+            .values(row)
+            .on_conflict_do_nothing()
+            .execute(&mut for_ticket);
+        let Some(operation) = operation else {
+            return insert.await.map(drop);
+        };
+        let settle = diesel::update(
+            ticket_operations::table
+                .filter(ticket_operations::id.eq(operation))
+                .filter(ticket_operations::state.ne(OperationState::Succeeded.as_str())),
+        )
+        .set((
+            ticket_operations::state.eq(OperationState::Succeeded.as_str()),
+            ticket_operations::retryable.eq(false),
+            ticket_operations::inv_gate_id.eq(row.inv_gate_id),
+            ticket_operations::answer.eq(answer),
+            ticket_operations::reason.eq(None::<String>),
+            ticket_operations::updated_at.eq(Utc::now()),
+        ))
+        .execute(&mut for_journal);
+        let forget_files = diesel::delete(
+            operation_file_chunks::table.filter(operation_file_chunks::operation_id.eq(operation)),
+        )
+        .execute(&mut for_files);
+        futures_util::future::try_join3(insert, settle, forget_files)
+            .await
+            .map(drop)
     })
     .await
     .map_err(|e| {
