@@ -193,6 +193,9 @@ pub struct ServeArgs {
     /// Open connections per worker thread [default: 1024]
     #[arg(long, env = "TICKETD_MAX_CONNECTIONS", hide_env_values = true)]
     pub max_connections: Option<String>,
+    /// HTTP worker threads [default: the number of cores]
+    #[arg(long, env = "TICKETD_WORKERS", hide_env_values = true)]
+    pub http_workers: Option<String>,
     /// Seconds an idle keep-alive connection is kept open [default: 5]
     #[arg(long, env = "TICKETD_KEEP_ALIVE_SECS", hide_env_values = true)]
     pub keep_alive_secs: Option<String>,
@@ -717,6 +720,12 @@ impl ServeArgs {
                 .filter(|d| !d.is_empty())
                 .unwrap_or("spool"),
         );
+        let http_workers = self
+            .http_workers
+            .as_deref()
+            .filter(|w| !w.trim().is_empty())
+            .map(|w| number(Some(w), 1, 1, "TICKETD_WORKERS", "http-workers"))
+            .transpose()?;
         let worker_interval_ms: u64 = number(
             self.worker_interval_ms.as_deref(),
             5000,
@@ -778,7 +787,7 @@ impl ServeArgs {
                 failure_threshold: breaker_threshold,
                 cooldown: Duration::from_secs(breaker_cooldown_secs),
             },
-            workers: None,
+            workers: http_workers,
         })
     }
 }

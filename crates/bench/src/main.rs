@@ -133,6 +133,8 @@ struct Ticketd {
 }
 
 struct Stack {
+    /// ticketd's port, the same across restarts so the load's URLs stay valid.
+    port: u16,
     sim_base: String,
     database_url: String,
     secret: String,
@@ -141,7 +143,7 @@ struct Stack {
 
 impl Stack {
     async fn start_ticketd(&self, client: &reqwest::Client) -> anyhow::Result<(Ticketd, Duration)> {
-        let port = free_port()?;
+        let port = self.port;
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -164,6 +166,12 @@ impl Stack {
             .env("TICKETD_SPOOL_DIR", self.log.with_file_name("spool"))
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
+            // Settings to experiment with pass through.
+            .envs(
+                ["TICKETD_WORKERS", "RUST_LOG"]
+                    .into_iter()
+                    .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
+            )
             .kill_on_drop(true)
             .spawn()
             .context("starting ticketd")?;
@@ -172,6 +180,17 @@ impl Stack {
         wait_for(client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
         Ok((Ticketd { child, pid, base }, started.elapsed()))
     }
+}
+
+/// A fresh ticketd for the next scenario, so its peak memory is its own and not what an earlier
+/// scenario left allocated.
+async fn restart(
+    stack: &Stack,
+    ticketd: Ticketd,
+    probe: &reqwest::Client,
+) -> anyhow::Result<Ticketd> {
+    stop(ticketd).await?;
+    Ok(stack.start_ticketd(probe).await?.0)
 }
 
 async fn stop(mut ticketd: Ticketd) -> anyhow::Result<()> {
@@ -479,6 +498,7 @@ async fn main() -> anyhow::Result<()> {
 
     let secret = format!("bench-{}", uuid::Uuid::new_v4().simple());
     let stack = Stack {
+        port: free_port()?,
         sim_base: sim_base.clone(),
         database_url: database.url().to_owned(),
         secret: secret.clone(),
@@ -546,6 +566,7 @@ async fn main() -> anyhow::Result<()> {
         .filter(|r| r.target == "floor" && r.scenario == "json")
         .map(|r| r.tickets_per_s)
         .fold(0.0, f64::max);
+    let ticketd = restart(&stack, ticketd, &probe).await?;
     eprintln!("JSON ticket, open loop (50% and 90% of ticketd's best {max:.0}/s):");
     for share in [0.5, 0.9]
         .into_iter()
@@ -575,6 +596,7 @@ async fn main() -> anyhow::Result<()> {
         runs.push(base);
     }
 
+    let ticketd = restart(&stack, ticketd, &probe).await?;
     eprintln!("multipart tickets:");
     for (name, files, c) in [
         ("multipart 1×4 KiB", vec![text_file("note.txt", 4096)], 16),
@@ -605,6 +627,7 @@ async fn main() -> anyhow::Result<()> {
         runs.push(base);
     }
 
+    let ticketd = restart(&stack, ticketd, &probe).await?;
     eprintln!("one 100 MiB attachment, {} runs:", settings.big_runs);
     let big = Arc::new(vec![text_file("big.txt", 100 * MIB)]);
     let big_work = ticketd_work(client(2)?, url.clone(), token.clone(), big.clone());
