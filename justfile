@@ -39,15 +39,15 @@ fuzz target="bind_json" secs="600":
     mkdir -p fuzz/corpus/{{target}}
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O {{target}} corpus/{{target}} seeds/{{target}} -- -max_total_time={{secs}} -rss_limit_mb=4096
 
-# Release builds of ticketd, the simulator and the bench driver, then every scenario against a
-# throwaway PostgreSQL: markdown table on stdout, figures in target/bench/results.json.
-# BENCH_SECS (10), BENCH_WARMUP_SECS (2), BENCH_BIG_RUNS (3) and DATABASE_URL are honoured.
+# BENCH_SECS (10), BENCH_WARMUP_SECS (2), BENCH_BIG_RUNS (3), BENCH_SCENARIOS and DATABASE_URL
+# are honoured; see docs/performance.md.
+# Release builds, then every load scenario against ticketd and the floor; figures in target/bench/results.json.
 bench:
     cargo build --release -p ticketd -p ticketd-invgate-sim -p ticketd-bench
     target/release/ticketd-bench
 
-# Open /docs in headless chromium (installed if missing, as root): every operation renders with no
-# network; writes the screenshot docs/api-docs.png.
+# Chromium is installed if missing (as root); every host but loopback is made unresolvable.
+# Open /docs in headless Chromium, check every operation renders offline, write docs/api-docs.png.
 docs-check screenshot="docs/api-docs.png":
     bash scripts/docs-check.sh {{screenshot}}
 
