@@ -836,6 +836,21 @@ mod tests {
     }
 
     #[test]
+    fn the_http_worker_count_defaults_to_the_cores_and_must_be_at_least_one() {
+        assert_eq!(complete().settings().expect("valid").workers, None);
+        let mut args = complete();
+        args.http_workers = Some("1".into());
+        assert_eq!(args.settings().expect("valid").workers, Some(1));
+        args.http_workers = Some("0".into());
+        assert!(
+            args.settings()
+                .expect_err("bad")
+                .to_string()
+                .starts_with("TICKETD_WORKERS")
+        );
+    }
+
+    #[test]
     fn each_required_setting_is_named_when_missing() {
         type Remove = fn(&mut ServeArgs);
         let cases: [(Remove, &str); 5] = [
