@@ -374,6 +374,45 @@ async fn warm(work: &Work, mode: &Mode, settings: &Settings) {
     let _ = load::closed(work.clone(), c, settings.warmup).await;
 }
 
+/// CPU time per ticket in µs; none when no ticket was made.
+fn per_ticket(cpu: Duration, tickets: u64) -> Option<f64> {
+    (tickets > 0).then(|| cpu.as_secs_f64() * 1e6 / tickets as f64)
+}
+
+/// One scenario on ticketd, then on the floor: both runs, ticketd's with its efficiency.
+async fn compare(
+    name: &str,
+    (on_ticketd_work, ticketd_mode): (&Work, Mode),
+    (on_floor_work, floor_mode): (&Work, Mode),
+    ticketd: &Ticketd,
+    settings: &Settings,
+    ticks: u64,
+    runs: &mut Vec<Run>,
+) -> anyhow::Result<()> {
+    let mut run = on_ticketd(
+        name,
+        on_ticketd_work,
+        ticketd_mode,
+        ticketd,
+        settings,
+        ticks,
+    )
+    .await?;
+    let base = on_floor(name, on_floor_work, floor_mode, settings, ticks).await;
+    run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
+    runs.push(run);
+    runs.push(base);
+    Ok(())
+}
+
+/// The best tickets/s of a scenario's runs on `target`.
+fn best(runs: &[Run], scenario: &str, target: &str) -> f64 {
+    runs.iter()
+        .filter(|r| r.target == target && r.scenario == scenario)
+        .map(|r| r.tickets_per_s)
+        .fold(0.0, f64::max)
+}
+
 /// Runs one scenario against ticketd, measuring its CPU and peak memory around the run.
 async fn on_ticketd(
     name: &str,
@@ -389,10 +428,7 @@ async fn on_ticketd(
     let outcome = measure(work, &mode, settings).await;
     let cpu_after = procfs::cpu_time(ticketd.pid, ticks)?;
     let mut run = run_of(name, "ticketd", mode.label(), &outcome);
-    if outcome.ok > 0 {
-        run.cpu_us_per_ticket =
-            Some((cpu_after - cpu_before).as_secs_f64() * 1e6 / outcome.ok as f64);
-    }
+    run.cpu_us_per_ticket = per_ticket(cpu_after - cpu_before, outcome.ok);
     run.peak_rss_mib = Some(procfs::status_kib(ticketd.pid, "VmHWM")? as f64 / 1024.0);
     eprintln!(
         "  {name:<28} ticketd {:<14} {:>8.1}/s p99 {:>8.2} ms",
@@ -410,10 +446,7 @@ async fn on_floor(name: &str, work: &Work, mode: Mode, settings: &Settings, tick
     let outcome = measure(work, &mode, settings).await;
     let cpu_after = procfs::cpu_time(me, ticks).unwrap_or_default();
     let mut run = run_of(name, "floor", mode.label(), &outcome);
-    if outcome.ok > 0 {
-        run.cpu_us_per_ticket =
-            Some((cpu_after - cpu_before).as_secs_f64() * 1e6 / outcome.ok as f64);
-    }
+    run.cpu_us_per_ticket = per_ticket(cpu_after - cpu_before, outcome.ok);
     eprintln!(
         "  {name:<28} floor   {:<14} {:>8.1}/s p99 {:>8.2} ms",
         run.mode, run.tickets_per_s, run.latency.p99_ms
@@ -542,30 +575,19 @@ async fn main() -> anyhow::Result<()> {
 
     eprintln!("JSON ticket, closed loop:");
     for c in [1, 16, 64].into_iter().filter(|_| settings.wants("json")) {
-        let mut run = on_ticketd(
+        compare(
             "json",
-            &json_ticketd,
-            Mode::Closed(c),
+            (&json_ticketd, Mode::Closed(c)),
+            (&json_floor, Mode::Closed(c)),
             &ticketd,
             &settings,
             ticks,
+            &mut runs,
         )
         .await?;
-        let base = on_floor("json", &json_floor, Mode::Closed(c), &settings, ticks).await;
-        run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
-        runs.push(run);
-        runs.push(base);
     }
-    let max = runs
-        .iter()
-        .filter(|r| r.target == "ticketd" && r.scenario == "json")
-        .map(|r| r.tickets_per_s)
-        .fold(0.0, f64::max);
-    let floor_max = runs
-        .iter()
-        .filter(|r| r.target == "floor" && r.scenario == "json")
-        .map(|r| r.tickets_per_s)
-        .fold(0.0, f64::max);
+    let max = best(&runs, "json", "ticketd");
+    let floor_max = best(&runs, "json", "floor");
     let ticketd = restart(&stack, ticketd, &probe).await?;
     eprintln!("JSON ticket, open loop (50% and 90% of ticketd's best {max:.0}/s):");
     for share in [0.5, 0.9]
@@ -574,26 +596,16 @@ async fn main() -> anyhow::Result<()> {
     {
         let rate = (max * share).max(1.0);
         let name = format!("json at {:.0}% of max", share * 100.0);
-        let mut run = on_ticketd(
+        compare(
             &name,
-            &json_ticketd,
-            Mode::Open(rate),
+            (&json_ticketd, Mode::Open(rate)),
+            (&json_floor, Mode::Open(rate.min(floor_max))),
             &ticketd,
             &settings,
             ticks,
+            &mut runs,
         )
         .await?;
-        let base = on_floor(
-            &name,
-            &json_floor,
-            Mode::Open(rate.min(floor_max)),
-            &settings,
-            ticks,
-        )
-        .await;
-        run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
-        runs.push(run);
-        runs.push(base);
     }
 
     let ticketd = restart(&stack, ticketd, &probe).await?;
@@ -613,18 +625,16 @@ async fn main() -> anyhow::Result<()> {
     {
         let files = Arc::new(files);
         let work = ticketd_work(client(64)?, url.clone(), token.clone(), files.clone());
-        let mut run = on_ticketd(name, &work, Mode::Closed(c), &ticketd, &settings, ticks).await?;
-        let base = on_floor(
+        compare(
             name,
-            &floor_work(floor.clone(), files),
-            Mode::Closed(c),
+            (&work, Mode::Closed(c)),
+            (&floor_work(floor.clone(), files), Mode::Closed(c)),
+            &ticketd,
             &settings,
             ticks,
+            &mut runs,
         )
-        .await;
-        run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
-        runs.push(run);
-        runs.push(base);
+        .await?;
     }
 
     let ticketd = restart(&stack, ticketd, &probe).await?;
