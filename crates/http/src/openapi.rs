@@ -348,10 +348,16 @@ async fn docs_file(path: web::Path<String>) -> Result<HttpResponse, ApiError> {
             ApiError::Internal
         })?
         .ok_or(ApiError::NotFound)?;
+    // The assets are compiled in: served from the binary without a copy (only the initializer,
+    // which carries the configuration, is made per request).
+    let body = match file.bytes {
+        std::borrow::Cow::Borrowed(bytes) => bytes::Bytes::from_static(bytes),
+        std::borrow::Cow::Owned(bytes) => bytes::Bytes::from(bytes),
+    };
     Ok(HttpResponse::Ok()
         .content_type(file.content_type)
         .insert_header((CONTENT_SECURITY_POLICY, DOCS_CSP))
-        .body(file.bytes.into_owned()))
+        .body(body))
 }
 
 #[cfg(test)]
