@@ -58,7 +58,16 @@ impl Application {
         if !applied.is_empty() {
             tracing::info!(migrations = ?applied, "applied pending migrations");
         }
-        let pool = connect_pool(database_url, PoolConfig::default())?;
+        // A pool per HTTP worker, so that a request's statements are driven on its own thread.
+        let pool = connect_pool(
+            database_url,
+            PoolConfig {
+                threads: settings
+                    .workers
+                    .unwrap_or_else(|| PoolConfig::default().threads),
+                ..PoolConfig::default()
+            },
+        )?;
         let repository = PgTicketRepository::new(pool.clone());
         let spool = FsRecordSpool::open(&settings.spool_dir)?;
         tracing::info!(spool.dir = %settings.spool_dir.display(), "spool ready");

@@ -5,12 +5,10 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::deadpool::Pool;
 use ticketd_http::{Check, Operations};
 use ticketd_invgate::ReqwestInvGateClient;
 use ticketd_metrics::metrics;
-use ticketd_postgres::{journal_depths, pending_migrations};
+use ticketd_postgres::{PgPool, journal_depths, pending_migrations};
 
 /// How long one readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,7 +18,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 const INVGATE_CHECK_TTL: Duration = Duration::from_secs(10);
 
 pub(crate) struct AppOperations {
-    pub pool: Pool<AsyncPgConnection>,
+    pub pool: PgPool,
     pub client: ReqwestInvGateClient,
     pub spool_dir: PathBuf,
     invgate: tokio::sync::Mutex<Option<(Instant, Check)>>,
@@ -35,11 +33,7 @@ impl std::fmt::Debug for AppOperations {
 }
 
 impl AppOperations {
-    pub fn new(
-        pool: Pool<AsyncPgConnection>,
-        client: ReqwestInvGateClient,
-        spool_dir: PathBuf,
-    ) -> Self {
+    pub fn new(pool: PgPool, client: ReqwestInvGateClient, spool_dir: PathBuf) -> Self {
         Self {
             pool,
             client,

@@ -6,6 +6,7 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Body, Method, RequestBuilder, Response, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
+use thread_local::ThreadLocal;
 use ticketd_domain::ports::IncidentGateway;
 use ticketd_domain::{
     Attachment, Comment, EmailAddress, GatewayError, IncidentId, IncidentStatus, IncidentSummary,
@@ -117,7 +118,15 @@ pub enum InvGateConfigError {
 /// The [`IncidentGateway`] over InvGate's HTTP API.
 #[derive(Clone)]
 pub struct ReqwestInvGateClient {
-    http: reqwest::Client,
+    /// One HTTP client per thread. hyper drives each connection on the runtime that opened it;
+    /// with one client shared by the actix-web workers, a call would often travel through a
+    /// connection driven on another worker's thread and cross threads twice. See
+    /// docs/performance.md.
+    http: Arc<ThreadLocal<reqwest::Client>>,
+    /// The client built first, used where a thread's own cannot be built (it is built the same
+    /// way, so that does not happen in practice).
+    shared: reqwest::Client,
+    connect_timeout: Duration,
     base: Url,
     username: String,
     password: SecretString,
@@ -135,8 +144,18 @@ impl std::fmt::Debug for ReqwestInvGateClient {
     }
 }
 
+/// The HTTP client of one thread: keep-alive connections to InvGate are reused between calls.
+fn http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .user_agent(concat!("ticketd/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(60))
+        .build()
+}
+
 impl ReqwestInvGateClient {
-    /// Builds the client; one per process, shared, so connections to InvGate are reused.
+    /// Builds the client; one per process, shared (with a connection pool per thread), so
+    /// connections to InvGate are reused.
     ///
     /// # Errors
     /// [`InvGateConfigError`] for an unusable base URL or timeout.
@@ -147,14 +166,12 @@ impl ReqwestInvGateClient {
         if config.timeout.is_zero() {
             return Err(InvGateConfigError::ZeroTimeout);
         }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("ticketd/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.timeout.min(Duration::from_secs(10)))
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build()
-            .map_err(InvGateConfigError::Client)?;
+        let connect_timeout = config.timeout.min(Duration::from_secs(10));
+        let shared = http_client(connect_timeout).map_err(InvGateConfigError::Client)?;
         Ok(Self {
-            http,
+            http: Arc::new(ThreadLocal::new()),
+            shared,
+            connect_timeout,
             base,
             username: config.username,
             password: config.password,
@@ -220,6 +237,7 @@ impl ReqwestInvGateClient {
             .join(endpoint)
             .unwrap_or_else(|_| self.base.clone());
         self.http
+            .get_or(|| http_client(self.connect_timeout).unwrap_or_else(|_| self.shared.clone()))
             .request(method, url)
             .basic_auth(&self.username, Some(self.password.expose_secret()))
             .timeout(timeout)

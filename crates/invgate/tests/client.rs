@@ -785,3 +785,64 @@ async fn reference_lists_and_an_incidents_status_are_read_from_their_endpoints()
             .is_none()
     );
 }
+
+fn current_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+}
+
+/// hyper drives a keep-alive connection on the runtime that opened it. Were one connection pool
+/// shared by all threads, the second thread would be handed the first thread's idle connection,
+/// whose driver cannot run while the first thread's runtime is parked, and its call would hang.
+#[test]
+fn a_thread_calls_invgate_over_its_own_connections_even_when_another_runtime_is_parked() {
+    // The mock server runs on this runtime's own threads, whatever the test threads do.
+    let server_runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let server = server_runtime.block_on(async {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/api/v1/sd.version"))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"version": "7.4"})))
+            .mount(&server)
+            .await;
+        server
+    });
+    let client = client_for(&server, Duration::from_secs(5));
+
+    let (used, wait_used) = std::sync::mpsc::channel();
+    let (release, parked) = std::sync::mpsc::channel::<()>();
+    let first = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let runtime = current_thread_runtime();
+            let version = runtime.block_on(client.version(Duration::from_secs(5)));
+            assert_eq!(version.expect("first thread's call"), "7.4");
+            // The connection is idle and kept alive; this runtime now stops running.
+            used.send(()).expect("signal");
+            let _ = parked.recv();
+            drop(runtime);
+        })
+    };
+    wait_used.recv().expect("first thread called InvGate");
+
+    let second = std::thread::spawn(move || {
+        current_thread_runtime().block_on(async {
+            tokio::time::timeout(
+                Duration::from_secs(20),
+                client.version(Duration::from_secs(5)),
+            )
+            .await
+        })
+    });
+    let outcome = second.join().expect("second thread");
+    release.send(()).expect("release the first thread");
+    first.join().expect("first thread");
+
+    assert!(
+        matches!(&outcome, Ok(Ok(version)) if version == "7.4"),
+        "the second thread's call must complete: {outcome:?}"
+    );
+    drop(server_runtime);
+}

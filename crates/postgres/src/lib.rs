@@ -4,6 +4,7 @@
 mod journal;
 mod migrate;
 mod ops;
+mod pool;
 mod reads;
 mod repository;
 pub mod schema;
@@ -11,5 +12,6 @@ pub mod schema;
 pub use journal::OperationRow;
 pub use migrate::{embedded_versions, run_migrations};
 pub use ops::{JournalDepths, journal_depths, pending_migrations};
-pub use repository::{PgTicketRepository, PoolConfig, TicketRow, connect_pool};
+pub use pool::{PgPool, PoolConfig, PoolStatus, connect_pool};
+pub use repository::{PgTicketRepository, TicketRow};
 pub use ticketd_domain::ports::TicketRepository;

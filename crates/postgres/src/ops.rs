@@ -5,9 +5,9 @@ use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Nullable, Text, Timestamptz};
 use diesel_async::RunQueryDsl;
-use diesel_async::pooled_connection::deadpool::Pool;
 
 use crate::migrate::embedded_versions;
+use crate::pool::PgPool;
 
 #[derive(QueryableByName)]
 struct VersionRow {
@@ -19,9 +19,7 @@ struct VersionRow {
 ///
 /// # Errors
 /// When the database cannot be reached or read.
-pub async fn pending_migrations(
-    pool: &Pool<diesel_async::AsyncPgConnection>,
-) -> anyhow::Result<Vec<String>> {
+pub async fn pending_migrations(pool: &PgPool) -> anyhow::Result<Vec<String>> {
     let mut conn = pool.get().await.context("getting a database connection")?;
     // A database never migrated has no bookkeeping table at all.
     let applied: Vec<VersionRow> = diesel::sql_query(
@@ -68,9 +66,7 @@ struct DepthRow {
 ///
 /// # Errors
 /// When the database cannot be reached or read.
-pub async fn journal_depths(
-    pool: &Pool<diesel_async::AsyncPgConnection>,
-) -> anyhow::Result<JournalDepths> {
+pub async fn journal_depths(pool: &PgPool) -> anyhow::Result<JournalDepths> {
     let mut conn = pool.get().await.context("getting a database connection")?;
     let rows: Vec<DepthRow> = diesel::sql_query(
         "SELECT state, count(*) AS n, min(attempt_started_at) AS oldest FROM ticket_operations \

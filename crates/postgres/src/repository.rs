@@ -1,12 +1,8 @@
-use std::time::Duration;
-
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use serde_json::Value;
@@ -19,49 +15,13 @@ use ticketd_domain::{
 };
 use uuid::Uuid;
 
+use crate::pool::PgPool;
 use crate::schema::tickets;
-
-/// Pool sizing and patience.
-#[derive(Debug, Clone, Copy)]
-pub struct PoolConfig {
-    pub max_size: usize,
-    /// How long a request waits for a free connection (and for a new one to connect).
-    pub timeout: Duration,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            max_size: 16,
-            timeout: Duration::from_secs(5),
-        }
-    }
-}
-
-/// Builds the connection pool. Connections are made lazily, so this succeeds with the database
-/// down; the first use reports it.
-///
-/// # Errors
-/// When the pool cannot be built (an invalid configuration).
-pub fn connect_pool(
-    database_url: &str,
-    config: PoolConfig,
-) -> anyhow::Result<Pool<AsyncPgConnection>> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
-    Pool::builder(manager)
-        .max_size(config.max_size)
-        .wait_timeout(Some(config.timeout))
-        .create_timeout(Some(config.timeout))
-        .recycle_timeout(Some(config.timeout))
-        .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .context("building the PostgreSQL pool")
-}
 
 /// The [`TicketRepository`] on PostgreSQL.
 #[derive(Clone)]
 pub struct PgTicketRepository {
-    pool: Pool<AsyncPgConnection>,
+    pool: PgPool,
 }
 
 impl std::fmt::Debug for PgTicketRepository {
@@ -173,11 +133,11 @@ pub struct TicketRow {
 
 impl PgTicketRepository {
     #[must_use]
-    pub fn new(pool: Pool<AsyncPgConnection>) -> Self {
+    pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
 
-    pub(crate) fn pool(&self) -> &Pool<AsyncPgConnection> {
+    pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
 

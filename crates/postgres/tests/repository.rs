@@ -121,6 +121,7 @@ async fn an_unreachable_database_is_an_unexpected_store_error() {
         PoolConfig {
             max_size: 1,
             timeout: Duration::from_secs(2),
+            ..PoolConfig::default()
         },
     )
     .expect("pool builds lazily");

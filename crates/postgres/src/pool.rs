@@ -1,0 +1,188 @@
+//! The connection pool: one deadpool per thread that uses the database.
+//!
+//! diesel-async spawns each connection's driver task (the one that reads and writes the socket)
+//! on the runtime that opened the connection. Every actix-web worker is a runtime of its own, so
+//! with one shared pool a request on one worker often gets a connection whose driver lives on
+//! another: every statement then wakes the other thread and is woken back, two cross-thread
+//! wake-ups (eventfd writes and context switches) per round trip. With a pool per thread, a
+//! request's connections are driven on its own thread. `just bench` measured the difference; see
+//! docs/performance.md.
+//!
+//! The total size is split evenly: each thread's pool holds at most `max_size / threads`
+//! connections (at least one). Threads beyond `threads` (the background runtime's, say) get pools
+//! of the same size, so the bound on open connections is that size times the threads that ever
+//! used the database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use thread_local::ThreadLocal;
+
+/// Pool sizing and patience.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolConfig {
+    /// Connections for all threads together (see the module docs for how they are split).
+    pub max_size: usize,
+    /// How many threads serve requests; each gets `max_size / threads` connections.
+    pub threads: usize,
+    /// How long a request waits for a free connection (and for a new one to connect).
+    pub timeout: Duration,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_size: 16,
+            threads: std::thread::available_parallelism().map_or(1, std::num::NonZero::get),
+            timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The most connections one thread's pool holds.
+    #[must_use]
+    pub fn per_thread(&self) -> usize {
+        self.max_size.div_ceil(self.threads.max(1)).max(1)
+    }
+}
+
+/// How full the pools are, summed over all threads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections open.
+    pub size: usize,
+    /// Connections open and idle.
+    pub available: usize,
+    /// Callers waiting for a connection.
+    pub waiting: usize,
+    /// Threads that have a pool.
+    pub pools: usize,
+}
+
+/// PostgreSQL connections, pooled per thread (see the module docs). Cheap to clone.
+#[derive(Clone)]
+pub struct PgPool {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    url: String,
+    config: PoolConfig,
+    pools: ThreadLocal<Pool<AsyncPgConnection>>,
+}
+
+impl std::fmt::Debug for PgPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("PgPool")
+            .field("config", &self.inner.config)
+            .field("status", &self.status())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds the pools. Connections are made lazily, so this succeeds with the database down; the
+/// first use reports it.
+///
+/// # Errors
+/// When the configuration cannot make a pool.
+pub fn connect_pool(database_url: &str, config: PoolConfig) -> anyhow::Result<PgPool> {
+    let pool = PgPool {
+        inner: Arc::new(Inner {
+            url: database_url.to_owned(),
+            config,
+            pools: ThreadLocal::new(),
+        }),
+    };
+    // Built once here so that a bad configuration is reported at start, not on first use.
+    pool.inner
+        .build()
+        .map_err(|e| anyhow::anyhow!("building the PostgreSQL pool: {e}"))?;
+    Ok(pool)
+}
+
+impl Inner {
+    fn build(&self) -> Result<Pool<AsyncPgConnection>, deadpool::managed::BuildError> {
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&self.url);
+        Pool::builder(manager)
+            .max_size(self.config.per_thread())
+            .wait_timeout(Some(self.config.timeout))
+            .create_timeout(Some(self.config.timeout))
+            .recycle_timeout(Some(self.config.timeout))
+            .runtime(deadpool::Runtime::Tokio1)
+            .build()
+    }
+}
+
+impl PgPool {
+    /// A connection from this thread's pool, opened on this thread's runtime if none is idle.
+    ///
+    /// # Errors
+    /// When none frees up in time, or a new one cannot connect.
+    pub async fn get(&self) -> Result<Object<AsyncPgConnection>, PoolError> {
+        let pool = self
+            .inner
+            .pools
+            .get_or_try(|| self.inner.build())
+            // The configuration already built a pool in `connect_pool`; this cannot differ.
+            .map_err(|deadpool::managed::BuildError::NoRuntimeSpecified| {
+                PoolError::NoRuntimeSpecified
+            })?;
+        pool.get().await
+    }
+
+    /// How full the pools are, over all threads.
+    #[must_use]
+    pub fn status(&self) -> PoolStatus {
+        self.inner
+            .pools
+            .iter()
+            .fold(PoolStatus::default(), |sum, pool| {
+                let status = pool.status();
+                PoolStatus {
+                    size: sum.size + status.size,
+                    available: sum.available + status.available,
+                    waiting: sum.waiting + status.waiting,
+                    pools: sum.pools + 1,
+                }
+            })
+    }
+
+    /// The configuration the pools were built with.
+    #[must_use]
+    pub fn config(&self) -> PoolConfig {
+        self.inner.config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_total_is_split_evenly_between_threads_and_rounded_up() {
+        let config = |max_size, threads| PoolConfig {
+            max_size,
+            threads,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(config(16, 2).per_thread(), 8);
+        assert_eq!(config(16, 3).per_thread(), 6);
+        assert_eq!(config(16, 1).per_thread(), 16);
+    }
+
+    #[test]
+    fn every_thread_gets_at_least_one_connection() {
+        let config = |max_size, threads| PoolConfig {
+            max_size,
+            threads,
+            timeout: Duration::from_secs(1),
+        };
+        assert_eq!(config(2, 8).per_thread(), 1);
+        assert_eq!(config(0, 0).per_thread(), 1);
+    }
+}
