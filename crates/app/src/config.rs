@@ -33,6 +33,9 @@ pub enum LogFormat {
 pub struct LogSettings {
     pub filter: String,
     pub format: LogFormat,
+    /// A JSON line for every finished span, with its duration, besides the access line's
+    /// per-step totals.
+    pub span_events: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -53,6 +56,15 @@ pub struct LogArgs {
         global = true
     )]
     pub log_format: Option<String>,
+    /// Also log a line when each span ends, with its duration (`time.busy`, `time.idle`); the
+    /// access line carries the per-step totals either way [default: false]
+    #[arg(
+        long,
+        env = "TICKETD_LOG_SPAN_EVENTS",
+        hide_env_values = true,
+        global = true
+    )]
+    pub log_span_events: Option<String>,
 }
 
 impl LogArgs {
@@ -78,7 +90,16 @@ impl LogArgs {
             .filter(|f| !f.is_empty())
             .unwrap_or("info")
             .to_owned();
-        Ok(LogSettings { filter, format })
+        let span_events = flag(
+            self.log_span_events.as_deref(),
+            "TICKETD_LOG_SPAN_EVENTS",
+            "log-span-events",
+        )?;
+        Ok(LogSettings {
+            filter,
+            format,
+            span_events,
+        })
     }
 }
 
@@ -1028,11 +1049,27 @@ mod tests {
         let args = |f: &str| LogArgs {
             log_filter: None,
             log_format: Some(f.into()),
+            log_span_events: None,
         };
         let format = |f: &str, default| args(f).settings(default).map(|s| s.format);
         assert_eq!(format("pretty", LogFormat::Json), Ok(LogFormat::Pretty));
         assert_eq!(format("json", LogFormat::Pretty), Ok(LogFormat::Json));
         assert_eq!(format("", LogFormat::Pretty), Ok(LogFormat::Pretty));
         assert!(format("xml", LogFormat::Json).is_err());
+    }
+
+    #[test]
+    fn span_events_are_off_unless_asked_for() {
+        let args = |v: Option<&str>| LogArgs {
+            log_filter: None,
+            log_format: None,
+            log_span_events: v.map(Into::into),
+        };
+        let events = |v| args(v).settings(LogFormat::Json).map(|s| s.span_events);
+        assert_eq!(events(None), Ok(false));
+        assert_eq!(events(Some("true")), Ok(true));
+        assert_eq!(events(Some("false")), Ok(false));
+        let err = events(Some("sometimes")).expect_err("refused");
+        assert_eq!(err.variable, "TICKETD_LOG_SPAN_EVENTS");
     }
 }

@@ -2,15 +2,19 @@
 //!
 //! JSON lines go to stderr through [`LogWriter`]: an event appends its formatted line to a
 //! shared buffer, and one background thread writes the buffer out every few milliseconds (sooner
-//! when it fills). A request logs about eight lines; written directly, each would be a `write`
-//! system call on the request's thread, and waking a writer thread per line would cost as much.
+//! when it fills). Written directly, each line would be a `write` system call on the request's
+//! thread, and waking a writer thread per line would cost as much.
 //! Lines reach stderr at most [`WRITE_INTERVAL`] late; [`flush`] writes what is pending at once.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
+use ticketd_http::StepTimes;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{LogFormat, LogSettings};
 
@@ -24,21 +28,37 @@ pub fn init(settings: &LogSettings) {
         );
         EnvFilter::new("info")
     });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal());
+    // Every request's access line carries its steps' durations, totalled by `StepTimes`.
+    let registry = tracing_subscriber::registry().with(filter).with(StepTimes);
     let installed = match settings.format {
-        // Every line carries the spans it sits in (so the request id of the outermost one), and
-        // each span's end is a line of its own with its duration (`time.busy`, `time.idle`).
-        LogFormat::Json => builder
-            .with_writer(LogWriter::start())
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(true)
-            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+        // Every line carries the spans it sits in (so the request id of the outermost one).
+        LogFormat::Json => {
+            // A line per finished span, with its duration, only when asked for: it tripled the
+            // cost of logging a request (docs/performance.md).
+            let span_events = if settings.span_events {
+                FmtSpan::CLOSE
+            } else {
+                FmtSpan::NONE
+            };
+            registry
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(LogWriter::start())
+                        .json()
+                        .flatten_event(true)
+                        .with_current_span(true)
+                        .with_span_list(true)
+                        .with_span_events(span_events),
+                )
+                .try_init()
+        }
+        LogFormat::Pretty => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal()),
+            )
             .try_init(),
-        LogFormat::Pretty => builder.with_writer(std::io::stderr).try_init(),
     };
     if installed.is_ok() {
         std::panic::set_hook(Box::new(|info| {

@@ -454,8 +454,9 @@ async fn a_black_box_session_with_known_secrets_logs_none_of_them_nor_tokens_nor
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_log_line_of_a_request_carries_its_id_and_each_step_logs_its_duration() {
+/// The JSON log lines of a ticketd that refused a token (request `refused-1`) and created a
+/// ticket (request `created-1`), with `env` added to its environment.
+async fn log_of_a_refusal_and_a_creation(env: &[(&str, &str)]) -> Vec<Value> {
     let db = test_database().await.expect("database");
     let invgate = invgate_knowing_alice().await;
     support::mock_create(&invgate, support::invgate_ok(12)).await;
@@ -464,7 +465,7 @@ async fn every_log_line_of_a_request_carries_its_id_and_each_step_logs_its_durat
         db.url(),
         &invgate.uri(),
         spool.path(),
-        &[("RUST_LOG", "info")],
+        &[[("RUST_LOG", "info")].as_slice(), env].concat(),
     );
     ticketd_invgate::install_crypto_provider();
     let http = reqwest::Client::new();
@@ -488,12 +489,20 @@ async fn every_log_line_of_a_request_carries_its_id_and_each_step_logs_its_durat
     assert_eq!(created.status(), reqwest::StatusCode::CREATED);
     terminate(&child);
     let _ = tokio::task::spawn_blocking(move || child.wait()).await;
-    let entries: Vec<Value> = logs
-        .try_iter()
+    logs.try_iter()
         .filter_map(|l| serde_json::from_str(&l).ok())
-        .collect();
-    let request_of = |e: &Value| e["spans"][0]["request_id"].as_str().map(ToOwned::to_owned);
+        .collect()
+}
 
+fn request_of(entry: &Value) -> Option<String> {
+    entry["spans"][0]["request_id"]
+        .as_str()
+        .map(ToOwned::to_owned)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_log_line_of_a_request_carries_its_id_and_the_access_line_its_steps_durations() {
+    let entries = log_of_a_refusal_and_a_creation(&[]).await;
     let refused = entries
         .iter()
         .find(|e| e["message"] == "bearer token refused")
@@ -503,6 +512,31 @@ async fn every_log_line_of_a_request_carries_its_id_and_each_step_logs_its_durat
         Some("refused-1"),
         "{refused}"
     );
+    let access = entries
+        .iter()
+        .find(|e| e["message"] == "request finished" && e["request_id"] == "created-1")
+        .expect("the creation's access line");
+    let total = access["latency_ms"].as_f64().expect("latency");
+    for step in ["auth_ms", "binding_ms", "invgate_ms", "db_ms"] {
+        let ms = access[step].as_f64();
+        assert!(
+            ms.is_some_and(|ms| ms > 0.0 && ms <= total),
+            "{step} is a duration within the request's: {access}"
+        );
+    }
+    assert!(
+        access.get("spool_ms").is_none(),
+        "the spool was not used: {access}"
+    );
+    assert!(
+        entries.iter().all(|e| e["message"] != "close"),
+        "no line per finished span unless asked for"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_span_events_on_each_step_logs_its_own_duration_too() {
+    let entries = log_of_a_refusal_and_a_creation(&[("TICKETD_LOG_SPAN_EVENTS", "true")]).await;
     let auth_close = entries
         .iter()
         .find(|e| e["message"] == "close" && e["span"]["name"] == "auth")

@@ -14,6 +14,7 @@ mod problem;
 mod ratelimit;
 mod reads;
 mod routes;
+mod steps;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub use openapi::openapi_json;
 pub use ops::{AlwaysReady, Check, Operations};
 pub use problem::{ApiError, ProblemCode};
 pub use ratelimit::{Decision, RateLimit, RateLimiter};
+pub use steps::{Step, StepDurations, StepTimes};
 pub use ticketd_auth::{AuthError, Verifier, mint_hs256_token};
 
 /// Request size limits and binding rules.

@@ -16,6 +16,7 @@ use tracing::Instrument;
 
 use crate::HttpState;
 use crate::problem::ApiError;
+use crate::steps::{Step, StepDurations};
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -60,7 +61,7 @@ pub(crate) async fn request_context(
     let method = req.method().clone();
     let path = req.path().to_owned();
     let span = tracing::info_span!(
-        "http.request",
+        crate::steps::REQUEST_SPAN,
         request_id = %request_id,
         http.method = %method,
         http.path = %path,
@@ -125,6 +126,7 @@ pub(crate) async fn request_context(
         status.as_u16(),
         started.elapsed().as_secs_f64(),
     );
+    let steps = StepDurations::of(&span);
     tracing::info!(
         target: "ticketd::access",
         request_id = %request_id,
@@ -132,6 +134,11 @@ pub(crate) async fn request_context(
         http.path = %path,
         http.status_code = status.as_u16(),
         latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+        auth_ms = steps.millis(Step::Auth),
+        binding_ms = steps.millis(Step::Binding),
+        invgate_ms = steps.millis(Step::InvGate),
+        db_ms = steps.millis(Step::Database),
+        spool_ms = steps.millis(Step::Spool),
         "request finished"
     );
     // Every error is turned into a response before it gets here (see `require_caller` and the
