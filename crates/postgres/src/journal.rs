@@ -15,7 +15,7 @@ use ticketd_domain::{
 use uuid::Uuid;
 
 use crate::repository::NewTicketRow;
-use crate::schema::{operation_file_chunks, ticket_operations, tickets};
+use crate::schema::{operation_file_chunks, ticket_operations};
 
 fn lease_end(lease: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
@@ -172,6 +172,10 @@ pub(crate) async fn record_created(
     ticket: &StoredTicket,
     body: &str,
 ) -> Result<(), StoreTicketError> {
+    use diesel::sql_types::{
+        Array, BigInt, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
+    };
+
     let row = NewTicketRow::from_domain(ticket)?;
     let answer = serde_json::to_value(StoredAnswer::Created {
         inv_gate_id: ticket.inv_gate_id.get(),
@@ -179,46 +183,54 @@ pub(crate) async fn record_created(
     })
     .context("serializing the answer")?;
     let operation = ticket.operation_id.map(OperationId::get);
-    let answer = &answer;
-    let row = &row;
-    conn.transaction::<_, diesel::result::Error, _>(async move |conn| {
-        // The statements are independent, so they are pipelined: sent together and answered
-        // together, one round trip inside the transaction instead of three. PostgreSQL still runs
-        // them in order, and the transaction commits all or none.
-        let shared: &AsyncPgConnection = conn;
-        let (mut for_ticket, mut for_journal, mut for_files) = (shared, shared, shared);
-        // Idempotent: a replay of the same record (from the spool, or a reconciler that adopted
-        // the incident first) finds it there and changes nothing.
-        let insert = diesel::insert_into(tickets::table)
-            .values(row)
-            .on_conflict_do_nothing()
-            .execute(&mut for_ticket);
-        let Some(operation) = operation else {
-            return insert.await.map(drop);
-        };
-        let settle = diesel::update(
-            ticket_operations::table
-                .filter(ticket_operations::id.eq(operation))
-                .filter(ticket_operations::state.ne(OperationState::Succeeded.as_str())),
-        )
-        .set((
-            ticket_operations::state.eq(OperationState::Succeeded.as_str()),
-            ticket_operations::retryable.eq(false),
-            ticket_operations::inv_gate_id.eq(row.inv_gate_id),
-            ticket_operations::answer.eq(answer),
-            ticket_operations::reason.eq(None::<String>),
-            ticket_operations::updated_at.eq(Utc::now()),
-        ))
-        .execute(&mut for_journal);
-        let forget_files = diesel::delete(
-            operation_file_chunks::table.filter(operation_file_chunks::operation_id.eq(operation)),
-        )
-        .execute(&mut for_files);
-        futures_util::future::try_join3(insert, settle, forget_files)
-            .await
-            .map(drop)
-    })
+    // One statement, so one round trip: a statement is atomic on its own, where a transaction
+    // around three statements costs two more round trips (BEGIN, COMMIT). The data-modifying
+    // CTEs always run to completion, whether or not the insert finds the ticket already there.
+    // Idempotent: a replay of the same record (from the spool, or a reconciler that adopted the
+    // incident first) finds the ticket and the settled operation, and changes nothing. Without an
+    // operation ($19 is NULL) the CTEs match no row.
+    diesel::sql_query(
+        "WITH settle AS ( \
+             UPDATE ticket_operations \
+                SET state = $21, retryable = false, inv_gate_id = $2, answer = $22, \
+                    reason = NULL, updated_at = $20 \
+              WHERE id = $19 AND state <> $21 \
+         ), forget_files AS ( \
+             DELETE FROM operation_file_chunks WHERE operation_id = $19 \
+         ) \
+         INSERT INTO tickets (id, inv_gate_id, creator_email, creator_id, customer_id, \
+             category_id, priority_id, type_id, source_id, location_id, title, description, \
+             date_ocurred, related_to, attachments, invgate_response, created_at, updated_at, \
+             operation_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+             $18, $19) \
+         ON CONFLICT DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(row.id)
+    .bind::<BigInt, _>(row.inv_gate_id)
+    .bind::<Text, _>(row.creator_email)
+    .bind::<BigInt, _>(row.creator_id)
+    .bind::<BigInt, _>(row.customer_id)
+    .bind::<BigInt, _>(row.category_id)
+    .bind::<SmallInt, _>(row.priority_id)
+    .bind::<SmallInt, _>(row.type_id)
+    .bind::<Nullable<BigInt>, _>(row.source_id)
+    .bind::<Nullable<BigInt>, _>(row.location_id)
+    .bind::<Text, _>(row.title)
+    .bind::<Text, _>(row.description)
+    .bind::<Nullable<Timestamptz>, _>(row.date_ocurred)
+    .bind::<Array<BigInt>, _>(&row.related_to)
+    .bind::<Jsonb, _>(&row.attachments)
+    .bind::<Jsonb, _>(row.invgate_response)
+    .bind::<Timestamptz, _>(row.created_at)
+    .bind::<Timestamptz, _>(row.updated_at)
+    .bind::<Nullable<SqlUuid>, _>(operation)
+    .bind::<Timestamptz, _>(Utc::now())
+    .bind::<Text, _>(OperationState::Succeeded.as_str())
+    .bind::<Jsonb, _>(&answer)
+    .execute(conn)
     .await
+    .map(drop)
     .map_err(|e| {
         StoreTicketError::Unexpected(anyhow::Error::new(e).context("storing a created ticket"))
     })

@@ -5,12 +5,12 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use ticketd_domain::{
-    Attachment, AttachmentName, EmailAddress, IncidentId, InvGateUserId, NewTicket, Sha256Hex,
-    StoreTicketError, StoredTicket, TicketDraft,
+    Attachment, AttachmentName, EmailAddress, IncidentId, InvGateUserId, NewTicket, OperationId,
+    Sha256Hex, StoreTicketError, StoredTicket, TicketDraft,
 };
 use ticketd_pgtemp::{TestDatabase, test_database};
 use ticketd_postgres::{
-    PgTicketRepository, PoolConfig, TicketRepository, connect_pool, run_migrations,
+    PgTicketRepository, PoolConfig, TicketRepository, TicketRow, connect_pool, run_migrations,
 };
 
 async fn migrated_database() -> (TestDatabase, PgTicketRepository) {
@@ -52,12 +52,35 @@ fn stored_ticket(inv_gate_id: i64) -> StoredTicket {
         operation_id: None,
         inv_gate_id: IncidentId::parse(inv_gate_id).expect("id"),
         creator_email: EmailAddress::parse("alice@example.com").expect("email"),
+        // Distinct, so that a column bound to the wrong field shows.
         creator_id: InvGateUserId::new(42),
-        customer_id: InvGateUserId::new(42),
+        customer_id: InvGateUserId::new(43),
         ticket,
         invgate_response: json!({"status": "OK", "info": "Creado", "request_id": inv_gate_id}),
         created_at: DateTime::<Utc>::from_timestamp(1_800_000_000, 123_000).expect("instant"),
     }
+}
+
+/// Every column holds its field of `ticket`.
+fn assert_every_field(row: &TicketRow, ticket: &StoredTicket) {
+    assert_eq!(row.id, ticket.id);
+    assert_eq!(row.inv_gate_id, ticket.inv_gate_id.get());
+    assert_eq!(row.creator_email, "alice@example.com");
+    assert_eq!((row.creator_id, row.customer_id), (42, 43));
+    assert_eq!((row.category_id, row.priority_id, row.type_id), (12, 4, 2));
+    assert_eq!((row.source_id, row.location_id), (Some(8), Some(3)));
+    assert_eq!(row.title, "Laptop won't boot");
+    assert_eq!(row.description, "<p>Black screen</p>");
+    assert_eq!(row.date_ocurred.map(|d| d.timestamp()), Some(1_700_000_000));
+    assert_eq!(row.related_to, vec![100, 101]);
+    assert_eq!(
+        row.attachments,
+        json!([{"name": "photo 日本.png", "size": 2048, "content_type": "image/png", "sha256": "ab".repeat(32)}])
+    );
+    assert_eq!(row.invgate_response["info"], "Creado");
+    assert_eq!(row.created_at, ticket.created_at);
+    assert_eq!(row.updated_at, ticket.created_at);
+    assert_eq!(row.operation_id, ticket.operation_id.map(OperationId::get));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -72,22 +95,27 @@ async fn an_inserted_ticket_reads_back_with_every_field() {
         .expect("query works")
         .expect("row exists");
 
-    assert_eq!(row.id, ticket.id);
-    assert_eq!(row.creator_email, "alice@example.com");
-    assert_eq!((row.creator_id, row.customer_id), (42, 42));
-    assert_eq!((row.category_id, row.priority_id, row.type_id), (12, 4, 2));
-    assert_eq!((row.source_id, row.location_id), (Some(8), Some(3)));
-    assert_eq!(row.title, "Laptop won't boot");
-    assert_eq!(row.description, "<p>Black screen</p>");
-    assert_eq!(row.date_ocurred.map(|d| d.timestamp()), Some(1_700_000_000));
-    assert_eq!(row.related_to, vec![100, 101]);
-    assert_eq!(
-        row.attachments,
-        json!([{"name": "photo 日本.png", "size": 2048, "content_type": "image/png", "sha256": "ab".repeat(32)}])
-    );
-    assert_eq!(row.invgate_response["info"], "Creado");
-    assert_eq!(row.created_at, ticket.created_at);
-    assert_eq!(row.updated_at, ticket.created_at);
+    assert_every_field(&row, &ticket);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_ticket_recorded_as_created_reads_back_with_every_field_and_a_replay_changes_nothing() {
+    let (_db, repository) = migrated_database().await;
+    let ticket = stored_ticket(1865);
+
+    for _ in 0..2 {
+        repository
+            .record_created(&ticket, r#"{"request_id":1865}"#)
+            .await
+            .expect("recorded");
+    }
+    let row = repository
+        .find_by_inv_gate_id(1865)
+        .await
+        .expect("query works")
+        .expect("row exists");
+
+    assert_every_field(&row, &ticket);
 }
 
 #[tokio::test(flavor = "multi_thread")]
