@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
+use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use serde_json::Value;
 use ticketd_domain::{
@@ -23,6 +25,9 @@ fn lease_end(lease: Duration) -> DateTime<Utc> {
 
 #[derive(Insertable)]
 #[diesel(table_name = ticket_operations)]
+// NULL for `None`, not DEFAULT (the same here: these columns have no default), so that the SQL
+// is the same for every row and diesel-async prepares the statement once per connection.
+#[diesel(treat_none_as_default_value = false)]
 struct NewOperationRow<'a> {
     id: Uuid,
     caller: String,
@@ -167,67 +172,120 @@ pub(crate) async fn retake(
     Ok(updated == 1)
 }
 
+/// The one statement that records a created ticket: the ticket row, the operation settled with
+/// its answer, and the operation's stored files dropped.
+///
+/// A statement is atomic on its own, where a transaction around three statements costs two more
+/// round trips (BEGIN, COMMIT). diesel's builder cannot put data-modifying statements in a WITH,
+/// so the SQL is written out; being a type of its own with fixed SQL, it is prepared once per
+/// connection and reused (`sql_query` would be parsed, and closed, on every call).
+///
+/// The data-modifying CTEs always run to completion, whether or not the insert finds the ticket
+/// already there. Idempotent: a replay of the same record (from the spool, or a reconciler that
+/// adopted the incident first) finds the ticket and the settled operation, and changes nothing.
+/// Without an operation, the CTEs match no row.
+struct RecordCreated<'a> {
+    row: &'a NewTicketRow<'a>,
+    operation: Option<Uuid>,
+    succeeded: &'static str,
+    answer: &'a Value,
+    now: DateTime<Utc>,
+}
+
+/// [`RecordCreated`]'s statement-cache key.
+struct RecordCreatedStatement;
+
+impl QueryId for RecordCreated<'_> {
+    type QueryId = RecordCreatedStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for RecordCreated<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        use diesel::sql_types::{
+            Array, BigInt, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
+        };
+        let row = self.row;
+        out.push_sql("WITH settle AS (UPDATE ticket_operations SET state = ");
+        out.push_bind_param::<Text, _>(&self.succeeded)?;
+        out.push_sql(", retryable = false, inv_gate_id = ");
+        out.push_bind_param::<BigInt, _>(&row.inv_gate_id)?;
+        out.push_sql(", answer = ");
+        out.push_bind_param::<Jsonb, _>(self.answer)?;
+        out.push_sql(", reason = NULL, updated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&self.now)?;
+        out.push_sql(" WHERE id = ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.operation)?;
+        out.push_sql(" AND state <> ");
+        out.push_bind_param::<Text, _>(&self.succeeded)?;
+        out.push_sql("), forget_files AS (DELETE FROM operation_file_chunks WHERE operation_id = ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&self.operation)?;
+        out.push_sql(
+            ") INSERT INTO tickets (id, inv_gate_id, creator_email, creator_id, customer_id, \
+             category_id, priority_id, type_id, source_id, location_id, title, description, \
+             date_ocurred, related_to, attachments, invgate_response, created_at, updated_at, \
+             operation_id) VALUES (",
+        );
+        out.push_bind_param::<SqlUuid, _>(&row.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.inv_gate_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&row.creator_email)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.creator_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.customer_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<BigInt, _>(&row.category_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SmallInt, _>(&row.priority_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<SmallInt, _>(&row.type_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&row.source_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<BigInt>, _>(&row.location_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&row.title)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&row.description)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Timestamptz>, _>(&row.date_ocurred)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<BigInt>, _>(&row.related_to)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Jsonb, _>(&row.attachments)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Jsonb, _>(row.invgate_response)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&row.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Timestamptz, _>(&row.updated_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<SqlUuid>, _>(&row.operation_id)?;
+        out.push_sql(") ON CONFLICT DO NOTHING");
+        Ok(())
+    }
+}
+
 pub(crate) async fn record_created(
     conn: &mut AsyncPgConnection,
     ticket: &StoredTicket,
     body: &str,
 ) -> Result<(), StoreTicketError> {
-    use diesel::sql_types::{
-        Array, BigInt, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
-    };
-
     let row = NewTicketRow::from_domain(ticket)?;
     let answer = serde_json::to_value(StoredAnswer::Created {
         inv_gate_id: ticket.inv_gate_id.get(),
         body: body.to_owned(),
     })
     .context("serializing the answer")?;
-    let operation = ticket.operation_id.map(OperationId::get);
-    // One statement, so one round trip: a statement is atomic on its own, where a transaction
-    // around three statements costs two more round trips (BEGIN, COMMIT). The data-modifying
-    // CTEs always run to completion, whether or not the insert finds the ticket already there.
-    // Idempotent: a replay of the same record (from the spool, or a reconciler that adopted the
-    // incident first) finds the ticket and the settled operation, and changes nothing. Without an
-    // operation ($19 is NULL) the CTEs match no row.
-    diesel::sql_query(
-        "WITH settle AS ( \
-             UPDATE ticket_operations \
-                SET state = $21, retryable = false, inv_gate_id = $2, answer = $22, \
-                    reason = NULL, updated_at = $20 \
-              WHERE id = $19 AND state <> $21 \
-         ), forget_files AS ( \
-             DELETE FROM operation_file_chunks WHERE operation_id = $19 \
-         ) \
-         INSERT INTO tickets (id, inv_gate_id, creator_email, creator_id, customer_id, \
-             category_id, priority_id, type_id, source_id, location_id, title, description, \
-             date_ocurred, related_to, attachments, invgate_response, created_at, updated_at, \
-             operation_id) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-             $18, $19) \
-         ON CONFLICT DO NOTHING",
-    )
-    .bind::<SqlUuid, _>(row.id)
-    .bind::<BigInt, _>(row.inv_gate_id)
-    .bind::<Text, _>(row.creator_email)
-    .bind::<BigInt, _>(row.creator_id)
-    .bind::<BigInt, _>(row.customer_id)
-    .bind::<BigInt, _>(row.category_id)
-    .bind::<SmallInt, _>(row.priority_id)
-    .bind::<SmallInt, _>(row.type_id)
-    .bind::<Nullable<BigInt>, _>(row.source_id)
-    .bind::<Nullable<BigInt>, _>(row.location_id)
-    .bind::<Text, _>(row.title)
-    .bind::<Text, _>(row.description)
-    .bind::<Nullable<Timestamptz>, _>(row.date_ocurred)
-    .bind::<Array<BigInt>, _>(&row.related_to)
-    .bind::<Jsonb, _>(&row.attachments)
-    .bind::<Jsonb, _>(row.invgate_response)
-    .bind::<Timestamptz, _>(row.created_at)
-    .bind::<Timestamptz, _>(row.updated_at)
-    .bind::<Nullable<SqlUuid>, _>(operation)
-    .bind::<Timestamptz, _>(Utc::now())
-    .bind::<Text, _>(OperationState::Succeeded.as_str())
-    .bind::<Jsonb, _>(&answer)
+    RecordCreated {
+        row: &row,
+        operation: ticket.operation_id.map(OperationId::get),
+        succeeded: OperationState::Succeeded.as_str(),
+        answer: &answer,
+        now: Utc::now(),
+    }
     .execute(conn)
     .await
     .map(drop)

@@ -8,6 +8,9 @@
 //! request's connections are driven on its own thread. `just bench` measured the difference; see
 //! docs/performance.md.
 //!
+//! Connections are not checked with a query each time they are handed out, only after sitting
+//! idle for a while (see [`VERIFY_AFTER_IDLE`]).
+//!
 //! The total size is split evenly: each thread's pool holds at most `max_size / threads`
 //! connections (at least one). Threads beyond `threads` (the background runtime's, say) get pools
 //! of the same size, so the bound on open connections is that size times the threads that ever
@@ -16,9 +19,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::deadpool::{Hook, HookError, Object, Pool, PoolError};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use thread_local::ThreadLocal;
 
 /// Pool sizing and patience.
@@ -105,10 +110,46 @@ pub fn connect_pool(database_url: &str, config: PoolConfig) -> anyhow::Result<Pg
     Ok(pool)
 }
 
+/// A connection idle for longer than this is checked with a query before it is handed out.
+///
+/// The check is a round trip, and checking every connection at every checkout made two of the six
+/// round trips of a ticket. A connection the server closed (a restart, `idle_session_timeout`)
+/// is found without a query: its driver task ends and diesel-async reports it broken. What a
+/// check adds is a connection left half-open by the network, which is likelier the longer it
+/// sat idle.
+const VERIFY_AFTER_IDLE: Duration = Duration::from_secs(30);
+
+/// The `pre_recycle` hook: checks a connection idle for [`VERIFY_AFTER_IDLE`] or longer, within
+/// `timeout`. An error makes the pool drop the connection and hand out another.
+fn verify_if_idle(timeout: Duration) -> Hook<AsyncPgConnection> {
+    Hook::async_fn(move |conn, metrics| {
+        let idle = metrics.last_used();
+        Box::pin(async move {
+            if idle < VERIFY_AFTER_IDLE {
+                return Ok(());
+            }
+            match tokio::time::timeout(timeout, diesel::sql_query("SELECT 1").execute(conn)).await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => Err(HookError::Backend(
+                    diesel_async::pooled_connection::PoolError::QueryError(e),
+                )),
+                Err(_) => Err(HookError::message("the idle connection did not answer")),
+            }
+        })
+    })
+}
+
 impl Inner {
     fn build(&self) -> Result<Pool<AsyncPgConnection>, deadpool::managed::BuildError> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(&self.url);
+        // `ManagerConfig` is non-exhaustive: it cannot be written as a literal.
+        let mut manager_config = ManagerConfig::default();
+        manager_config.recycling_method = RecyclingMethod::Fast;
+        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
+            &self.url,
+            manager_config,
+        );
         Pool::builder(manager)
+            .pre_recycle(verify_if_idle(self.config.timeout))
             .max_size(self.config.per_thread())
             .wait_timeout(Some(self.config.timeout))
             .create_timeout(Some(self.config.timeout))

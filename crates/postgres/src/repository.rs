@@ -54,6 +54,9 @@ impl<'a> From<&'a Attachment> for AttachmentRecord<'a> {
 
 #[derive(Insertable)]
 #[diesel(table_name = tickets)]
+// NULL for `None`, not DEFAULT (the same here: these columns have no default), so that the SQL
+// is the same for every row and diesel-async prepares the statement once per connection.
+#[diesel(treat_none_as_default_value = false)]
 pub(crate) struct NewTicketRow<'a> {
     pub(crate) id: Uuid,
     pub(crate) inv_gate_id: i64,

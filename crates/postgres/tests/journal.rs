@@ -390,6 +390,16 @@ async fn a_queued_operations_files_are_stored_in_chunks_and_come_back_byte_for_b
         bytes
     );
     assert_eq!(loaded.attachments[0].name.as_str(), "dump.bin");
+
+    // Once the ticket is recorded as created, its stored files are dropped.
+    journal
+        .record_created(&stored(&op, 77), "{}")
+        .await
+        .expect("recorded");
+    assert!(
+        journal.load_files(op.id, &with_file).await.is_err(),
+        "the files are gone"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

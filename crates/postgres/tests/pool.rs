@@ -94,3 +94,76 @@ async fn a_database_that_is_down_is_reported_on_first_use_not_when_the_pool_is_b
     assert!(select_one(&pool).await.is_err());
     assert_eq!(pool.status().size, 0);
 }
+
+#[derive(diesel::QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// Connections are not checked with a query at every checkout; one the server closed must still
+/// never be handed out.
+#[tokio::test]
+async fn a_connection_the_server_closed_is_replaced_not_handed_out() {
+    let db = test_database().await.expect("test database");
+    let pool = connect_pool(
+        db.url(),
+        PoolConfig {
+            max_size: 1,
+            threads: 1,
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("pool");
+    let pid = {
+        let mut conn = pool.get().await.expect("connection");
+        diesel::sql_query("SELECT pg_backend_pid() AS pid")
+            .get_result::<Pid>(&mut conn)
+            .await
+            .expect("pid")
+            .pid
+    };
+
+    // Another connection, outside the pool, ends the pooled one's server process.
+    let mut admin =
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(db.url())
+            .await
+            .expect("admin connection");
+    diesel::sql_query("SELECT pg_terminate_backend($1)")
+        .bind::<diesel::sql_types::Integer, _>(pid)
+        .execute(&mut admin)
+        .await
+        .expect("terminated");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = diesel::sql_query("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = $1")
+            .bind::<diesel::sql_types::Integer, _>(pid)
+            .get_result::<Count>(&mut admin)
+            .await
+            .expect("count")
+            .n;
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backend never ended"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Lets the connection's driver task, on this runtime, read the end of its socket.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut conn = pool.get().await.expect("a fresh connection");
+    let now = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut conn)
+        .await
+        .expect("the connection handed out works");
+    assert_ne!(now.pid, pid);
+}
