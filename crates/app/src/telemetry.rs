@@ -33,8 +33,8 @@ pub fn init(settings: &LogSettings) {
     let installed = match settings.format {
         // Every line carries the spans it sits in (so the request id of the outermost one).
         LogFormat::Json => {
-            // A line per finished span, with its duration, only when asked for: it tripled the
-            // cost of logging a request (docs/performance.md).
+            // A line per finished span, with its duration, only when asked for: those lines
+            // more than doubled the cost of logging a request (docs/performance.md).
             let span_events = if settings.span_events {
                 FmtSpan::CLOSE
             } else {
