@@ -45,21 +45,23 @@ enum Spool {
 
 impl Spool {
     async fn write(&mut self, chunk: &[u8]) -> std::io::Result<()> {
-        if let Self::Small(file, buffer) = self {
-            if buffer.len() + chunk.len() <= SMALL_UPLOAD {
-                buffer.extend_from_slice(chunk);
-                return Ok(());
-            }
-            let file = file.try_clone()?;
-            let gathered = std::mem::take(buffer);
-            let mut large =
-                tokio::io::BufWriter::with_capacity(SPOOL_BLOCK, tokio::fs::File::from_std(file));
-            large.write_all(&gathered).await?;
-            *self = Self::Large(large);
-        }
         match self {
+            Self::Small(_, buffer) if buffer.len() + chunk.len() <= SMALL_UPLOAD => {
+                buffer.extend_from_slice(chunk);
+                Ok(())
+            }
+            Self::Small(file, buffer) => {
+                // Past the threshold: what was gathered, then the rest, through tokio.
+                let mut large = tokio::io::BufWriter::with_capacity(
+                    SPOOL_BLOCK,
+                    tokio::fs::File::from_std(file.try_clone()?),
+                );
+                large.write_all(buffer).await?;
+                large.write_all(chunk).await?;
+                *self = Self::Large(large);
+                Ok(())
+            }
             Self::Large(file) => file.write_all(chunk).await,
-            Self::Small(..) => Ok(()),
         }
     }
 

@@ -17,7 +17,7 @@ use ticketd_domain::{
 use uuid::Uuid;
 
 use crate::repository::NewTicketRow;
-use crate::schema::{operation_file_chunks, ticket_operations};
+use crate::schema::{operation_file_chunks, ticket_operations, tickets};
 
 fn lease_end(lease: Duration) -> DateTime<Utc> {
     Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX)
@@ -177,39 +177,39 @@ pub(crate) async fn retake(
 ///
 /// A statement is atomic on its own, where a transaction around three statements costs two more
 /// round trips (BEGIN, COMMIT). diesel's builder cannot put data-modifying statements in a WITH,
-/// so the SQL is written out; being a type of its own with fixed SQL, it is prepared once per
-/// connection and reused (`sql_query` would be parsed, and closed, on every call).
+/// so the WITH part is written out and followed by diesel's own insert of the row (`insert`).
+/// Being a type of its own with fixed SQL, it is prepared once per connection and reused
+/// (`sql_query` would be parsed, and closed, on every call).
 ///
 /// The data-modifying CTEs always run to completion, whether or not the insert finds the ticket
 /// already there. Idempotent: a replay of the same record (from the spool, or a reconciler that
 /// adopted the incident first) finds the ticket and the settled operation, and changes nothing.
 /// Without an operation, the CTEs match no row.
-struct RecordCreated<'a> {
-    row: &'a NewTicketRow<'a>,
+struct RecordCreated<'a, I> {
+    insert: I,
+    inv_gate_id: i64,
     operation: Option<Uuid>,
     succeeded: &'static str,
     answer: &'a Value,
     now: DateTime<Utc>,
 }
 
-/// [`RecordCreated`]'s statement-cache key.
+/// [`RecordCreated`]'s statement-cache key. `record_created` is its only user, so there is one
+/// insert type, and one SQL text, behind it.
 struct RecordCreatedStatement;
 
-impl QueryId for RecordCreated<'_> {
+impl<I> QueryId for RecordCreated<'_, I> {
     type QueryId = RecordCreatedStatement;
     const HAS_STATIC_QUERY_ID: bool = true;
 }
 
-impl QueryFragment<Pg> for RecordCreated<'_> {
+impl<I: QueryFragment<Pg>> QueryFragment<Pg> for RecordCreated<'_, I> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        use diesel::sql_types::{
-            Array, BigInt, Jsonb, Nullable, SmallInt, Text, Timestamptz, Uuid as SqlUuid,
-        };
-        let row = self.row;
+        use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
         out.push_sql("WITH settle AS (UPDATE ticket_operations SET state = ");
         out.push_bind_param::<Text, _>(&self.succeeded)?;
         out.push_sql(", retryable = false, inv_gate_id = ");
-        out.push_bind_param::<BigInt, _>(&row.inv_gate_id)?;
+        out.push_bind_param::<BigInt, _>(&self.inv_gate_id)?;
         out.push_sql(", answer = ");
         out.push_bind_param::<Jsonb, _>(self.answer)?;
         out.push_sql(", reason = NULL, updated_at = ");
@@ -220,51 +220,8 @@ impl QueryFragment<Pg> for RecordCreated<'_> {
         out.push_bind_param::<Text, _>(&self.succeeded)?;
         out.push_sql("), forget_files AS (DELETE FROM operation_file_chunks WHERE operation_id = ");
         out.push_bind_param::<Nullable<SqlUuid>, _>(&self.operation)?;
-        out.push_sql(
-            ") INSERT INTO tickets (id, inv_gate_id, creator_email, creator_id, customer_id, \
-             category_id, priority_id, type_id, source_id, location_id, title, description, \
-             date_ocurred, related_to, attachments, invgate_response, created_at, updated_at, \
-             operation_id) VALUES (",
-        );
-        out.push_bind_param::<SqlUuid, _>(&row.id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.inv_gate_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&row.creator_email)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.creator_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.customer_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<BigInt, _>(&row.category_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<SmallInt, _>(&row.priority_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<SmallInt, _>(&row.type_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<BigInt>, _>(&row.source_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<BigInt>, _>(&row.location_id)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&row.title)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Text, _>(&row.description)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<Timestamptz>, _>(&row.date_ocurred)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Array<BigInt>, _>(&row.related_to)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Jsonb, _>(&row.attachments)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Jsonb, _>(row.invgate_response)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&row.created_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Timestamptz, _>(&row.updated_at)?;
-        out.push_sql(", ");
-        out.push_bind_param::<Nullable<SqlUuid>, _>(&row.operation_id)?;
-        out.push_sql(") ON CONFLICT DO NOTHING");
-        Ok(())
+        out.push_sql(") ");
+        self.insert.walk_ast(out.reborrow())
     }
 }
 
@@ -280,7 +237,10 @@ pub(crate) async fn record_created(
     })
     .context("serializing the answer")?;
     RecordCreated {
-        row: &row,
+        insert: diesel::insert_into(tickets::table)
+            .values(&row)
+            .on_conflict_do_nothing(),
+        inv_gate_id: row.inv_gate_id,
         operation: ticket.operation_id.map(OperationId::get),
         succeeded: OperationState::Succeeded.as_str(),
         answer: &answer,

@@ -204,13 +204,16 @@ impl PgPool {
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_total_is_split_evenly_between_threads_and_rounded_up() {
-        let config = |max_size, threads| PoolConfig {
+    fn config(max_size: usize, threads: usize) -> PoolConfig {
+        PoolConfig {
             max_size,
             threads,
             timeout: Duration::from_secs(1),
-        };
+        }
+    }
+
+    #[test]
+    fn the_total_is_split_evenly_between_threads_and_rounded_up() {
         assert_eq!(config(16, 2).per_thread(), 8);
         assert_eq!(config(16, 3).per_thread(), 6);
         assert_eq!(config(16, 1).per_thread(), 16);
@@ -218,11 +221,6 @@ mod tests {
 
     #[test]
     fn every_thread_gets_at_least_one_connection() {
-        let config = |max_size, threads| PoolConfig {
-            max_size,
-            threads,
-            timeout: Duration::from_secs(1),
-        };
         assert_eq!(config(2, 8).per_thread(), 1);
         assert_eq!(config(0, 0).per_thread(), 1);
     }
