@@ -98,8 +98,10 @@ fn journal_error(context: &'static str) -> impl FnOnce(diesel::result::Error) ->
     move |e| JournalError(anyhow::Error::new(e).context(context))
 }
 
+/// Journals a new operation. Takes a shared connection: this statement is pipelined with other
+/// requests' (see `PgPool::pipelined`).
 pub(crate) async fn begin(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     op: &NewOperation,
 ) -> Result<Begun, JournalError> {
     let caller = op.caller.normalized();
@@ -121,7 +123,7 @@ pub(crate) async fn begin(
             ticket_operations::idempotency_key,
         ))
         .do_nothing()
-        .execute(conn)
+        .execute(&mut conn)
         .await
         .map_err(journal_error("journaling an operation"))?;
     if inserted == 1 {
@@ -136,7 +138,7 @@ pub(crate) async fn begin(
         .filter(ticket_operations::caller.eq(&caller))
         .filter(ticket_operations::idempotency_key.eq(&key))
         .select(OperationRow::as_select())
-        .first(conn)
+        .first(&mut conn)
         .await
         .map_err(journal_error("reading the key's operation"))?;
     Ok(Begun::Existing(Box::new(
@@ -225,8 +227,10 @@ impl<I: QueryFragment<Pg>> QueryFragment<Pg> for RecordCreated<'_, I> {
     }
 }
 
+/// Records a created ticket. Takes a shared connection: this statement is pipelined with other
+/// requests' (see `PgPool::pipelined`).
 pub(crate) async fn record_created(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     ticket: &StoredTicket,
     body: &str,
 ) -> Result<(), StoreTicketError> {
@@ -246,7 +250,7 @@ pub(crate) async fn record_created(
         answer: &answer,
         now: Utc::now(),
     }
-    .execute(conn)
+    .execute(&mut conn)
     .await
     .map(drop)
     .map_err(|e| {

@@ -12,6 +12,6 @@ pub mod schema;
 pub use journal::OperationRow;
 pub use migrate::{embedded_versions, run_migrations};
 pub use ops::{JournalDepths, journal_depths, pending_migrations};
-pub use pool::{PgPool, PoolConfig, PoolStatus, connect_pool};
+pub use pool::{PgPool, Pipelined, PoolConfig, PoolStatus, connect_pool};
 pub use repository::{PgTicketRepository, TicketRow};
 pub use ticketd_domain::ports::TicketRepository;

@@ -11,13 +11,21 @@
 //! Connections are not checked with a query each time they are handed out, only after sitting
 //! idle for a while (see [`VERIFY_AFTER_IDLE`]).
 //!
+//! Besides its pool, each thread keeps one connection that many requests use at once
+//! ([`PgPool::pipelined`]), for the two statements every ticket makes. Their statements are
+//! pipelined: tokio-postgres writes all that are waiting in one system call and reads their
+//! answers in one, and each is still its own transaction, answered only once committed. With a
+//! connection per request, every statement cost a write and a read of its own. That connection
+//! is one of the thread's pool.
+//!
 //! The total size is split evenly: each thread's pool holds at most `max_size / threads`
 //! connections (at least one). Threads beyond `threads` (the background runtime's, say) get pools
 //! of the same size, so the bound on open connections is that size times the threads that ever
 //! used the database.
 
+use std::cell::RefCell;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use diesel_async::pooled_connection::deadpool::{Hook, HookError, Object, Pool, PoolError};
 use diesel_async::pooled_connection::{
@@ -78,6 +86,38 @@ struct Inner {
     url: String,
     config: PoolConfig,
     pools: ThreadLocal<Pool<AsyncPgConnection>>,
+    /// Each thread's pipelined connection, once it has one.
+    pipelined: ThreadLocal<RefCell<Option<Slot>>>,
+    /// Held while a thread's pipelined connection is checked or replaced, so that requests
+    /// arriving meanwhile wait for it rather than each open a connection.
+    replacing: ThreadLocal<tokio::sync::Mutex<()>>,
+}
+
+/// A thread's pipelined connection and when it was last handed out.
+struct Slot {
+    conn: Pipelined,
+    last_used: Instant,
+}
+
+/// A connection that concurrent requests share; see [`PgPool::pipelined`]. Cheap to clone.
+#[derive(Clone)]
+pub struct Pipelined(Arc<Object<AsyncPgConnection>>);
+
+impl std::fmt::Debug for Pipelined {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipelined")
+            .field("users", &Arc::strong_count(&self.0))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pipelined {
+    /// The connection, to run statements on through `&AsyncPgConnection`, which diesel-async
+    /// pipelines.
+    #[must_use]
+    pub fn connection(&self) -> &AsyncPgConnection {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for PgPool {
@@ -101,6 +141,8 @@ pub fn connect_pool(database_url: &str, config: PoolConfig) -> anyhow::Result<Pg
             url: database_url.to_owned(),
             config,
             pools: ThreadLocal::new(),
+            pipelined: ThreadLocal::new(),
+            replacing: ThreadLocal::new(),
         }),
     };
     // Built once here so that a bad configuration is reported at start, not on first use.
@@ -139,6 +181,22 @@ fn verify_if_idle(timeout: Duration) -> Hook<AsyncPgConnection> {
     })
 }
 
+/// Whether an idle pipelined connection may be handed out: its driver has not ended, and if it
+/// sat idle for [`VERIFY_AFTER_IDLE`] it answers a query within `timeout`.
+async fn usable(conn: &mut AsyncPgConnection, last_used: Instant, timeout: Duration) -> bool {
+    use diesel_async::pooled_connection::PoolableConnection;
+    if conn.is_broken() {
+        return false;
+    }
+    if last_used.elapsed() < VERIFY_AFTER_IDLE {
+        return true;
+    }
+    matches!(
+        tokio::time::timeout(timeout, diesel::sql_query("SELECT 1").execute(conn)).await,
+        Ok(Ok(_))
+    )
+}
+
 impl Inner {
     fn build(&self) -> Result<Pool<AsyncPgConnection>, deadpool::managed::BuildError> {
         // `ManagerConfig` is non-exhaustive: it cannot be written as a literal.
@@ -174,6 +232,99 @@ impl PgPool {
                 PoolError::NoRuntimeSpecified
             })?;
         pool.get().await
+    }
+
+    /// This thread's pipelined connection, shared by every request on the thread that asks for
+    /// one (see the module docs). For single statements only: a transaction needs a connection
+    /// of its own ([`PgPool::get`]).
+    ///
+    /// When no request is using it, it is checked like a pooled connection at checkout: replaced
+    /// when its driver has ended, and queried first when it sat idle for [`VERIFY_AFTER_IDLE`].
+    /// A caller whose statement fails calls [`PgPool::forget_pipelined`], so the next caller
+    /// gets a fresh one.
+    ///
+    /// # Errors
+    /// As [`PgPool::get`], when a new connection is needed.
+    pub async fn pipelined(&self) -> Result<Pipelined, PoolError> {
+        if let Some(conn) = self.pipelined_in_use() {
+            return Ok(conn);
+        }
+        let _replacing = self.inner.replacing.get_or_default().lock().await;
+        // Whoever held the lock before may have just put a connection in place.
+        if let Some(conn) = self.pipelined_in_use() {
+            return Ok(conn);
+        }
+        let idle = self.inner.pipelined.get_or_default().borrow_mut().take();
+        let kept = match idle {
+            Some(Slot {
+                conn: Pipelined(mut conn),
+                last_used,
+            }) => {
+                let healthy = match Arc::get_mut(&mut conn) {
+                    Some(object) => usable(object, last_used, self.inner.config.timeout).await,
+                    // Taken up by a request since: it is in use, so it works or they find out.
+                    None => true,
+                };
+                if healthy {
+                    Some(Pipelined(conn))
+                } else {
+                    // A broken or silent connection leaves the pool for good, rather than go
+                    // back to it for the next caller.
+                    if let Ok(object) = Arc::try_unwrap(conn) {
+                        drop(Object::take(object));
+                    }
+                    None
+                }
+            }
+            None => None,
+        };
+        let conn = match kept {
+            Some(conn) => conn,
+            None => Pipelined(Arc::new(self.get().await?)),
+        };
+        // Looked up afresh: on a multi-threaded runtime this task may have moved threads.
+        *self.inner.pipelined.get_or_default().borrow_mut() = Some(Slot {
+            conn: conn.clone(),
+            last_used: Instant::now(),
+        });
+        Ok(conn)
+    }
+
+    /// This thread's pipelined connection when it can be handed out without a check: another
+    /// request is using it (so it works, or they find out), or it was used a moment ago and its
+    /// driver has not ended.
+    fn pipelined_in_use(&self) -> Option<Pipelined> {
+        let mut current = self.inner.pipelined.get_or_default().borrow_mut();
+        let held = current.as_mut()?;
+        let fresh = held.last_used.elapsed() < VERIFY_AFTER_IDLE;
+        let usable = match Arc::get_mut(&mut held.conn.0) {
+            None => true,
+            Some(object) => {
+                fresh
+                    && !diesel_async::pooled_connection::PoolableConnection::is_broken(
+                        &mut **object,
+                    )
+            }
+        };
+        usable.then(|| {
+            held.last_used = Instant::now();
+            held.conn.clone()
+        })
+    }
+
+    /// Stops handing out `conn` as this thread's pipelined connection, after a statement on it
+    /// failed. It goes back to the pool once its last user is done, where a broken connection is
+    /// dropped.
+    pub fn forget_pipelined(&self, conn: &Pipelined) {
+        if let Some(slot) = self.inner.pipelined.get() {
+            let mut current = slot.borrow_mut();
+            if current
+                .as_ref()
+                .is_some_and(|held| Arc::ptr_eq(&held.conn.0, &conn.0))
+            {
+                *current = None;
+            }
+        }
     }
 
     /// How full the pools are, over all threads.

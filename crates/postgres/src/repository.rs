@@ -140,6 +140,26 @@ impl PgTicketRepository {
         Self { pool }
     }
 
+    /// Runs `statement` on this thread's pipelined connection. A failure makes the pool stop
+    /// handing that connection out, in case the connection is what failed.
+    async fn pipelined<T, E, F>(
+        &self,
+        no_connection: impl FnOnce(anyhow::Error) -> E,
+        statement: F,
+    ) -> Result<T, E>
+    where
+        F: AsyncFnOnce(&AsyncPgConnection) -> Result<T, E>,
+    {
+        let conn = self.pool.pipelined().await.map_err(|e| {
+            no_connection(anyhow::Error::new(e).context("getting a database connection"))
+        })?;
+        let outcome = statement(conn.connection()).await;
+        if outcome.is_err() {
+            self.pool.forget_pipelined(&conn);
+        }
+        outcome
+    }
+
     pub(crate) fn pool(&self) -> &PgPool {
         &self.pool
     }
@@ -203,7 +223,10 @@ impl TicketRepository for PgTicketRepository {
     }
 
     async fn begin_operation(&self, operation: &NewOperation) -> Result<Begun, JournalError> {
-        crate::journal::begin(&mut *self.journal_connection().await?, operation).await
+        self.pipelined(JournalError, async |conn| {
+            crate::journal::begin(conn, operation).await
+        })
+        .await
     }
 
     async fn retake_operation(
@@ -227,12 +250,10 @@ impl TicketRepository for PgTicketRepository {
         ticket: &StoredTicket,
         answer_body: &str,
     ) -> Result<(), StoreTicketError> {
-        let mut conn = self
-            .pool
-            .get()
-            .await
-            .context("getting a database connection")?;
-        crate::journal::record_created(&mut conn, ticket, answer_body).await
+        self.pipelined(StoreTicketError::Unexpected, async |conn| {
+            crate::journal::record_created(conn, ticket, answer_body).await
+        })
+        .await
     }
 
     async fn record_failure(

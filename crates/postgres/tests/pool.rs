@@ -130,9 +130,22 @@ async fn a_connection_the_server_closed_is_replaced_not_handed_out() {
             .pid
     };
 
-    // Another connection, outside the pool, ends the pooled one's server process.
+    terminate(db.url(), pid).await;
+    // Lets the connection's driver task, on this runtime, read the end of its socket.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut conn = pool.get().await.expect("a fresh connection");
+    let now = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut conn)
+        .await
+        .expect("the connection handed out works");
+    assert_ne!(now.pid, pid);
+}
+
+/// Ends the server process `pid` from a connection outside any pool, and waits until it is gone.
+async fn terminate(url: &str, pid: i32) {
     let mut admin =
-        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(db.url())
+        <diesel_async::AsyncPgConnection as diesel_async::AsyncConnection>::establish(url)
             .await
             .expect("admin connection");
     diesel::sql_query("SELECT pg_terminate_backend($1)")
@@ -149,7 +162,7 @@ async fn a_connection_the_server_closed_is_replaced_not_handed_out() {
             .expect("count")
             .n;
         if left == 0 {
-            break;
+            return;
         }
         assert!(
             std::time::Instant::now() < deadline,
@@ -157,13 +170,68 @@ async fn a_connection_the_server_closed_is_replaced_not_handed_out() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The server process behind a pipelined connection.
+async fn pipelined_pid(pool: &PgPool) -> i32 {
+    let conn = pool.pipelined().await.expect("pipelined connection");
+    let mut shared = conn.connection();
+    diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut shared)
+        .await
+        .expect("pid")
+        .pid
+}
+
+fn pool_of(url: &str, max_size: usize) -> PgPool {
+    connect_pool(
+        url,
+        PoolConfig {
+            max_size,
+            threads: 1,
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .expect("pool")
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn concurrent_statements_on_one_thread_share_its_pipelined_connection() {
+    let db = test_database().await.expect("test database");
+    let pool = pool_of(db.url(), 4);
+    let pids = futures_util::future::join_all((0..20).map(|_| pipelined_pid(&pool))).await;
+    assert!(
+        pids.iter().all(|pid| *pid == pids[0]),
+        "one server process answered them all: {pids:?}"
+    );
+    assert_eq!(pool.status().size, 1, "one connection was opened");
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pipelined_connection_the_server_closed_is_replaced_not_handed_out() {
+    let db = test_database().await.expect("test database");
+    let pool = pool_of(db.url(), 2);
+    let pid = pipelined_pid(&pool).await;
+    terminate(db.url(), pid).await;
     // Lets the connection's driver task, on this runtime, read the end of its socket.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let mut conn = pool.get().await.expect("a fresh connection");
-    let now = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-        .get_result::<Pid>(&mut conn)
+    let now = pipelined_pid(&pool).await;
+    assert_ne!(now, pid);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn after_a_failed_statement_the_next_caller_gets_another_pipelined_connection() {
+    let db = test_database().await.expect("test database");
+    let pool = pool_of(db.url(), 2);
+    let failed = pool.pipelined().await.expect("pipelined connection");
+    let mut shared = failed.connection();
+    let before = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result::<Pid>(&mut shared)
         .await
-        .expect("the connection handed out works");
-    assert_ne!(now.pid, pid);
+        .expect("pid")
+        .pid;
+    pool.forget_pipelined(&failed);
+    assert_ne!(pipelined_pid(&pool).await, before);
+    drop(failed);
 }
