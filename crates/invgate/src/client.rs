@@ -128,6 +128,9 @@ pub struct ReqwestInvGateClient {
     shared: reqwest::Client,
     connect_timeout: Duration,
     base: Url,
+    /// The URLs of the endpoints called by name, joined to `base` once rather than parsed per
+    /// call (parsing was about 2% of the CPU of a ticket).
+    endpoints: Arc<[(&'static str, Url)]>,
     username: String,
     password: SecretString,
     timeout: Duration,
@@ -143,6 +146,16 @@ impl std::fmt::Debug for ReqwestInvGateClient {
             .finish_non_exhaustive()
     }
 }
+
+/// The endpoints ticketd calls by a fixed name (the reference lists are named by the caller).
+const ENDPOINTS: [&str; 6] = [
+    "incident",
+    "user.by",
+    "sd.version",
+    "incidents.last.hour",
+    "incidents.by.customer",
+    "incident.comment",
+];
 
 /// The HTTP client of one thread: keep-alive connections to InvGate are reused between calls.
 fn http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
@@ -168,10 +181,15 @@ impl ReqwestInvGateClient {
         }
         let connect_timeout = config.timeout.min(Duration::from_secs(10));
         let shared = http_client(connect_timeout).map_err(InvGateConfigError::Client)?;
+        let endpoints = ENDPOINTS
+            .iter()
+            .filter_map(|name| base.join(name).ok().map(|url| (*name, url)))
+            .collect();
         Ok(Self {
             http: Arc::new(ThreadLocal::new()),
             shared,
             connect_timeout,
+            endpoints,
             base,
             username: config.username,
             password: config.password,
@@ -233,9 +251,15 @@ impl ReqwestInvGateClient {
 
     fn request(&self, method: Method, endpoint: &str, timeout: Duration) -> RequestBuilder {
         let url = self
-            .base
-            .join(endpoint)
-            .unwrap_or_else(|_| self.base.clone());
+            .endpoints
+            .iter()
+            .find(|(name, _)| *name == endpoint)
+            .map(|(_, url)| url.clone())
+            .unwrap_or_else(|| {
+                self.base
+                    .join(endpoint)
+                    .unwrap_or_else(|_| self.base.clone())
+            });
         self.http
             .get_or(|| http_client(self.connect_timeout).unwrap_or_else(|_| self.shared.clone()))
             .request(method, url)
