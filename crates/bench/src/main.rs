@@ -8,11 +8,12 @@
 //! depend on the machine, and the targets are reported, not asserted.
 
 mod floor;
+mod http1;
 mod load;
 mod procfs;
 
 use std::fmt::Write as _;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use serde::Serialize;
 use tokio::process::{Child, Command};
 
 use crate::floor::{File, Floor};
+use crate::http1::Http1;
 use crate::load::{Outcome, Percentiles, Work};
 
 const SIM_USER: &str = "ticketd";
@@ -44,6 +46,7 @@ struct Settings {
     /// How many times each closed-loop JSON comparison (ticketd, then the floor) is repeated; the
     /// targets use the medians, since one pair can be off by 20% on a shared VM.
     pairs: usize,
+    load_client: LoadClient,
     out: PathBuf,
 }
 
@@ -73,6 +76,11 @@ impl Settings {
             warmup: Duration::from_secs(secs("BENCH_WARMUP_SECS", 2)?),
             big_runs: usize::try_from(secs("BENCH_BIG_RUNS", 3)?)?,
             pairs: usize::try_from(secs("BENCH_PAIRS", 3)?)?.max(1),
+            load_client: match std::env::var("BENCH_LOAD_CLIENT").as_deref() {
+                Err(_) | Ok("lean") => LoadClient::Lean,
+                Ok("reqwest") => LoadClient::Reqwest,
+                Ok(other) => bail!("BENCH_LOAD_CLIENT is `lean` or `reqwest`, not {other:?}"),
+            },
             out: std::env::var_os("BENCH_OUT")
                 .map(PathBuf::from)
                 .unwrap_or_else(|| PathBuf::from("target/bench/results.json")),
@@ -133,7 +141,6 @@ async fn wait_for_port(port: u16, limit: Duration) -> anyhow::Result<()> {
 struct Ticketd {
     child: Child,
     pid: u32,
-    base: String,
 }
 
 struct Stack {
@@ -182,7 +189,7 @@ impl Stack {
         let pid = child.id().context("ticketd has no pid")?;
         let base = format!("http://127.0.0.1:{port}");
         wait_for(client, &format!("{base}/readyz"), Duration::from_secs(60)).await?;
-        Ok((Ticketd { child, pid, base }, started.elapsed()))
+        Ok((Ticketd { child, pid }, started.elapsed()))
     }
 }
 
@@ -239,14 +246,117 @@ fn ticket_json() -> Bytes {
     )
 }
 
-/// One create request to ticketd: JSON without files, multipart with them.
+/// Which HTTP client sends the load to ticketd (`BENCH_LOAD_CLIENT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+enum LoadClient {
+    /// The request built once and written as is on keep-alive connections (`http1.rs`).
+    Lean,
+    /// reqwest, building each request anew: what earlier tables were measured with.
+    Reqwest,
+}
+
+/// Where the load goes, and as whom.
+struct Endpoint {
+    addr: SocketAddr,
+    path: &'static str,
+    token: String,
+}
+
+impl Endpoint {
+    fn url(&self) -> String {
+        format!("http://{}{}", self.addr, self.path)
+    }
+}
+
+const BOUNDARY: &str = "ticketd-bench-7f3a9c1e5b";
+
+/// The multipart body ticketd's clients send: the ticket's JSON as `request`, the files as
+/// `attachments[]`. The boundary cannot occur in the bench's plain-text files.
+fn multipart_body(json: &[u8], files: &[File]) -> Vec<u8> {
+    let mut body =
+        Vec::with_capacity(files.iter().map(|f| f.bytes.len() + 256).sum::<usize>() + 512);
+    body.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"request\"\r\nContent-Type: application/json\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(json);
+    for file in files {
+        body.extend_from_slice(
+            format!(
+                "\r\n--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"attachments[]\"; filename=\"{}\"\r\nContent-Type: text/plain\r\n\r\n",
+                file.name
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(&file.bytes);
+    }
+    body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+    body
+}
+
+/// One create request to ticketd: JSON without files, multipart with them. Either way it must be
+/// answered `201 Created`.
 fn ticketd_work(
+    load: LoadClient,
+    endpoint: &Endpoint,
+    files: Arc<Vec<File>>,
+) -> anyhow::Result<Work> {
+    let json = ticket_json();
+    if load == LoadClient::Reqwest {
+        return Ok(reqwest_work(
+            client(64)?,
+            endpoint.url(),
+            endpoint.token.clone(),
+            json,
+            files,
+        ));
+    }
+    let authorization = format!("Bearer {}", endpoint.token);
+    let (content_type, body) = if files.is_empty() {
+        ("application/json".to_owned(), json.to_vec())
+    } else {
+        (
+            format!("multipart/form-data; boundary={BOUNDARY}"),
+            multipart_body(&json, &files),
+        )
+    };
+    let http = Arc::new(Http1::post(
+        endpoint.addr,
+        endpoint.path,
+        &[
+            ("Authorization", &authorization),
+            ("Content-Type", &content_type),
+        ],
+        &body,
+    ));
+    Ok(Arc::new(move || {
+        let http = http.clone();
+        Box::pin(async move {
+            let answer = http.send().await?;
+            if answer.status == 201 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "{}: {}",
+                    answer.status,
+                    String::from_utf8_lossy(&answer.body)
+                ))
+            }
+        })
+    }))
+}
+
+/// The same request through reqwest, built anew each time.
+fn reqwest_work(
     client: reqwest::Client,
     url: String,
     token: String,
+    json: Bytes,
     files: Arc<Vec<File>>,
 ) -> Work {
-    let json = ticket_json();
     Arc::new(move || {
         let client = client.clone();
         let url = url.clone();
@@ -322,6 +432,10 @@ struct Run {
     /// ticketd: its process's CPU per ticket. Floor: the bench process's, which then does the
     /// floor's client work (database, InvGate) and drives the load, but serves nothing.
     cpu_us_per_ticket: Option<f64>,
+    /// ticketd only: the bench process's CPU per ticket while it drove ticketd (building,
+    /// sending and reading the HTTP requests). It shares the cores with ticketd, so what the load
+    /// generator costs lowers ticketd's throughput, and the efficiency, without being ticketd's.
+    driver_cpu_us_per_ticket: Option<f64>,
     peak_rss_mib: Option<f64>,
     /// ticketd only: its tickets/s over the floor's in the same scenario.
     efficiency: Option<f64>,
@@ -340,6 +454,7 @@ fn run_of(scenario: &str, target: &'static str, mode: String, outcome: &Outcome)
         tickets_per_s: outcome.per_second(),
         latency: outcome.percentiles(),
         cpu_us_per_ticket: None,
+        driver_cpu_us_per_ticket: None,
         peak_rss_mib: None,
         efficiency: None,
         first_error: outcome.first_error.clone(),
@@ -453,11 +568,15 @@ async fn on_ticketd(
 ) -> anyhow::Result<Run> {
     warm(work, &mode, settings).await;
     procfs::reset_peak(ticketd.pid)?;
+    let me = std::process::id();
     let cpu_before = procfs::cpu_time(ticketd.pid, ticks)?;
+    let driver_before = procfs::cpu_time(me, ticks)?;
     let outcome = measure(work, &mode, settings).await;
     let cpu_after = procfs::cpu_time(ticketd.pid, ticks)?;
+    let driver_after = procfs::cpu_time(me, ticks)?;
     let mut run = run_of(name, "ticketd", mode.label(), &outcome);
     run.cpu_us_per_ticket = per_ticket(cpu_after - cpu_before, outcome.ok);
+    run.driver_cpu_us_per_ticket = per_ticket(driver_after - driver_before, outcome.ok);
     run.peak_rss_mib = Some(procfs::status_kib(ticketd.pid, "VmHWM")? as f64 / 1024.0);
     eprintln!(
         "  {name:<28} ticketd {:<14} {:>8.1}/s p99 {:>8.2} ms",
@@ -516,6 +635,8 @@ struct Report {
     machine: Machine,
     run_seconds: f64,
     warmup_seconds: f64,
+    /// The client that sent ticketd its load.
+    load_client: LoadClient,
     startup_to_ready_ms: f64,
     idle_rss_mib: f64,
     runs: Vec<Run>,
@@ -582,7 +703,11 @@ async fn main() -> anyhow::Result<()> {
         CALLER,
         Duration::from_secs(6 * 3600),
     )?;
-    let url = format!("{}/api/v1/tickets", ticketd.base);
+    let endpoint = Endpoint {
+        addr: SocketAddr::from(([127, 0, 0, 1], stack.port)),
+        path: "/api/v1/tickets",
+        token,
+    };
     let floor = Floor {
         repository: ticketd_postgres::PgTicketRepository::new(ticketd_postgres::connect_pool(
             database.url(),
@@ -599,7 +724,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut runs = Vec::new();
     let none = Arc::new(Vec::new());
-    let json_ticketd = ticketd_work(client(64)?, url.clone(), token.clone(), none.clone());
+    let json_ticketd = ticketd_work(settings.load_client, &endpoint, none.clone())?;
     let json_floor = floor_work(floor.clone(), none.clone());
 
     eprintln!(
@@ -658,7 +783,7 @@ async fn main() -> anyhow::Result<()> {
     .filter(|_| settings.wants("multipart"))
     {
         let files = Arc::new(files);
-        let work = ticketd_work(client(64)?, url.clone(), token.clone(), files.clone());
+        let work = ticketd_work(settings.load_client, &endpoint, files.clone())?;
         compare(
             name,
             (&work, Mode::Closed(c)),
@@ -674,7 +799,7 @@ async fn main() -> anyhow::Result<()> {
     let ticketd = restart(&stack, ticketd, &probe).await?;
     eprintln!("one 100 MiB attachment, {} runs:", settings.big_runs);
     let big = Arc::new(vec![text_file("big.txt", 100 * MIB)]);
-    let big_work = ticketd_work(client(2)?, url.clone(), token.clone(), big.clone());
+    let big_work = ticketd_work(settings.load_client, &endpoint, big.clone())?;
     let big_floor = floor_work(floor.clone(), big.clone());
     let mut seconds = Vec::new();
     let mut floor_seconds = Vec::new();
@@ -798,6 +923,7 @@ async fn main() -> anyhow::Result<()> {
         },
         run_seconds: settings.run.as_secs_f64(),
         warmup_seconds: settings.warmup.as_secs_f64(),
+        load_client: settings.load_client,
         startup_to_ready_ms: startup.as_secs_f64() * 1e3,
         idle_rss_mib: idle_rss,
         runs,
@@ -815,22 +941,23 @@ fn markdown(report: &Report) -> String {
     let m = &report.machine;
     let _ = writeln!(
         md,
-        "Machine: {} cores, {}, kernel {}, load average {} before, {} after. Each run {:.0} s after {:.0} s of warm-up.\n",
+        "Machine: {} cores, {}, kernel {}, load average {} before, {} after. Each run {:.0} s after {:.0} s of warm-up; load client: {:?}.\n",
         m.cores,
         m.cpu_model,
         m.kernel,
         m.load_average_before,
         m.load_average_after,
         report.run_seconds,
-        report.warmup_seconds
+        report.warmup_seconds,
+        report.load_client
     );
     let _ = writeln!(
         md,
-        "| scenario | target | load | tickets | tickets/s | p50 ms | p99 ms | p99.9 ms | CPU µs/ticket | peak RSS MiB | efficiency | errors |"
+        "| scenario | target | load | tickets | tickets/s | p50 ms | p99 ms | p99.9 ms | CPU µs/ticket | load generator CPU µs/ticket | peak RSS MiB | efficiency | errors |"
     );
     let _ = writeln!(
         md,
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for r in &report.runs {
         let opt = |v: Option<f64>, digits: usize| {
@@ -838,7 +965,7 @@ fn markdown(report: &Report) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {:.1} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {} |",
             r.scenario,
             r.target,
             r.mode,
@@ -848,6 +975,7 @@ fn markdown(report: &Report) -> String {
             r.latency.p99_ms,
             r.latency.p999_ms,
             opt(r.cpu_us_per_ticket, 0),
+            opt(r.driver_cpu_us_per_ticket, 0),
             opt(r.peak_rss_mib, 1),
             opt(r.efficiency, 2),
             r.errors + r.dropped,
