@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
-use reqwest::multipart::{Form, Part};
 use serde_json::Value;
 use ticketd_domain::attachment::{Attachment, AttachmentName, Sha256Hex};
 use ticketd_domain::ports::TicketRepository;
@@ -16,6 +15,7 @@ use ticketd_domain::{
     EmailAddress, Fingerprint, InvGateUserId, NewOperation, NewTicket, OperationId, OperationState,
     StoredTicket, TicketDraft, TicketSnapshot,
 };
+use ticketd_invgate::MultipartBody;
 use ticketd_postgres::PgTicketRepository;
 
 /// A file the scenario sends, with its hash computed once (ticketd hashes while it spools).
@@ -89,33 +89,34 @@ impl Floor {
             .await
             .map_err(|e| format!("journal: {e}"))?;
 
+        // The body is built the way ticketd's InvGate adapter builds it, with its own builder.
         let requester = self.requester.get().to_string();
-        let mut form = Form::new()
-            .text("creator_id", requester.clone())
-            .text("customer_id", requester)
+        let mut form = MultipartBody::new()
+            .text("creator_id", &requester)
+            .text("customer_id", &requester)
             .text("category_id", "1")
             .text("priority_id", "2")
             .text("type_id", "1")
-            .text("title", title.to_owned())
+            .text("title", title)
             .text(
                 "description",
-                format!("{description}\n\n[ticketd operation {}]", operation.id),
+                &format!("{description}\n\n[ticketd operation {}]", operation.id),
             );
         for file in files {
-            let part = Part::stream_with_length(
-                reqwest::Body::from(file.bytes.clone()),
-                file.bytes.len() as u64,
-            )
-            .file_name(file.name.clone())
-            .mime_str("text/plain")
-            .map_err(|e| e.to_string())?;
-            form = form.part("attachments[]", part);
+            form = form.file_bytes(
+                "attachments[]",
+                &file.name,
+                "text/plain",
+                file.bytes.clone(),
+            );
         }
-        let response = self
-            .http
-            .post(&self.incident_url)
-            .basic_auth(&self.username, Some(&self.password))
-            .multipart(form)
+        let body = form.finish();
+        let response = body
+            .attach(
+                self.http
+                    .post(&self.incident_url)
+                    .basic_auth(&self.username, Some(&self.password)),
+            )
             .send()
             .await
             .map_err(|e| format!("incident: {e}"))?;

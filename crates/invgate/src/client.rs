@@ -2,20 +2,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::multipart::{Form, Part};
-use reqwest::{Body, Method, RequestBuilder, Response, StatusCode, Url};
+use reqwest::{Method, RequestBuilder, Response, StatusCode, Url};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use thread_local::ThreadLocal;
 use ticketd_domain::ports::IncidentGateway;
 use ticketd_domain::{
-    Attachment, Comment, EmailAddress, GatewayError, IncidentId, IncidentStatus, IncidentSummary,
+    Comment, EmailAddress, GatewayError, IncidentId, IncidentStatus, IncidentSummary,
     InvGateUserId, NewComment, NewTicket, Reference, ReferenceList,
 };
 use tokio::sync::Semaphore;
-use tokio_util::io::ReaderStream;
 
 use crate::answer::{as_id, error_message, reports_error, retry_after, truthy};
+use crate::form::{FinishedBody, MultipartBody};
 
 /// Largest answer we read from InvGate. Its answers are small JSON documents; anything bigger is
 /// not an answer we understand, and reading it whole would let a broken upstream eat our memory.
@@ -272,18 +271,18 @@ impl ReqwestInvGateClient {
         id: IncidentId,
         author: InvGateUserId,
         comment: &NewComment,
-    ) -> Result<Form, GatewayError> {
-        let mut form = Form::new()
-            .text("request_id", id.to_string())
-            .text("author_id", author.to_string())
-            .text("comment", comment.text.as_str().to_owned())
+    ) -> Result<FinishedBody, GatewayError> {
+        let mut form = MultipartBody::new()
+            .text("request_id", &id.to_string())
+            .text("author_id", &author.to_string())
+            .text("comment", comment.text.as_str())
             // Written by the customer, for the customer's eyes too.
             .text("customer_visible", "1")
             .text("is_solution", "0");
         for attachment in &comment.attachments {
-            form = form.part("attachments[]", file_part(attachment).await?);
+            form = form.spooled_file("attachments[]", attachment).await?;
         }
-        Ok(form)
+        Ok(form.finish())
     }
 
     /// InvGate's version (`GET sd.version`): the cheapest authenticated call, for readiness.
@@ -348,88 +347,41 @@ fn no_slot() -> GatewayError {
     ))
 }
 
-/// A file part streamed from the spooled copy on disk: the bytes are never all in memory.
-/// The `POST incident` body of a ticket: its fields, and its spooled files streamed from disk.
-/// Public for the benchmarks in `benches/`.
+/// The `POST incident` body of a ticket: its fields, and its spooled files (small ones read into
+/// the body, large ones streamed from disk). Public for the benchmarks in `benches/`.
 ///
 /// # Errors
-/// When a spooled file cannot be opened.
+/// When a spooled file cannot be opened or changed size.
 #[doc(hidden)]
 pub async fn incident_form(
     requester: InvGateUserId,
     ticket: &NewTicket,
-) -> Result<Form, GatewayError> {
-    let mut form = Form::new()
-        .text("creator_id", requester.to_string())
-        .text("customer_id", requester.to_string())
-        .text("category_id", ticket.category_id.to_string())
-        .text("priority_id", ticket.priority_id.to_string())
-        .text("type_id", ticket.type_id.to_string())
-        .text("title", ticket.title.as_str().to_owned())
-        .text("description", ticket.description.as_str().to_owned());
+) -> Result<FinishedBody, GatewayError> {
+    let requester = requester.to_string();
+    let mut form = MultipartBody::new()
+        .text("creator_id", &requester)
+        .text("customer_id", &requester)
+        .text("category_id", &ticket.category_id.to_string())
+        .text("priority_id", &ticket.priority_id.to_string())
+        .text("type_id", &ticket.type_id.to_string())
+        .text("title", ticket.title.as_str())
+        .text("description", ticket.description.as_str());
     if let Some(source) = ticket.source_id {
-        form = form.text("source_id", source.to_string());
+        form = form.text("source_id", &source.to_string());
     }
     if let Some(location) = ticket.location_id {
-        form = form.text("location_id", location.to_string());
+        form = form.text("location_id", &location.to_string());
     }
     if let Some(date) = ticket.date_ocurred {
-        form = form.text("date", date.epoch_seconds().to_string());
+        form = form.text("date", &date.epoch_seconds().to_string());
     }
     for related in &ticket.related_to {
-        form = form.text("related_to[]", related.to_string());
+        form = form.text("related_to[]", &related.to_string());
     }
     for attachment in &ticket.attachments {
-        form = form.part("attachments[]", file_part(attachment).await?);
+        form = form.spooled_file("attachments[]", attachment).await?;
     }
-    Ok(form)
-}
-
-/// Bytes per read of a spooled file on its way to InvGate.
-const UPLOAD_BLOCK: usize = 256 * 1024;
-
-/// Spooled files up to this size are read whole with one plain `read` on the worker thread: from
-/// the page cache that takes microseconds, where opening and reading through tokio are trips to
-/// the blocking pool, two cross-thread wake-ups each. Larger files are streamed.
-const SMALL_FILE: u64 = 64 * 1024;
-
-async fn file_part(attachment: &Attachment) -> Result<Part, GatewayError> {
-    let unreadable = |e: std::io::Error| {
-        GatewayError::Unavailable(anyhow::Error::new(e).context("opening a spooled attachment"))
-    };
-    let body = if attachment.size <= SMALL_FILE {
-        let bytes = std::fs::read(&attachment.path).map_err(unreadable)?;
-        // The spooled file is the one whose size and hash the ticket records.
-        if bytes.len() as u64 != attachment.size {
-            return Err(GatewayError::Unavailable(anyhow::anyhow!(
-                "a spooled attachment changed size"
-            )));
-        }
-        Part::bytes(bytes)
-    } else {
-        let file = tokio::fs::File::open(&attachment.path)
-            .await
-            .map_err(unreadable)?;
-        // Each read of a tokio file is a trip to the blocking pool: read in large blocks.
-        let blocks = ReaderStream::with_capacity(file, UPLOAD_BLOCK);
-        Part::stream_with_length(Body::wrap_stream(blocks), attachment.size)
-    };
-    // The HTTP adapter only lets valid media types through; octet-stream is the safe fallback.
-    let content_type = if attachment
-        .content_type
-        .parse::<reqwest::header::HeaderValue>()
-        .is_ok()
-        && attachment.content_type.contains('/')
-    {
-        attachment.content_type.as_str()
-    } else {
-        "application/octet-stream"
-    };
-    body.file_name(attachment.name.as_str().to_owned())
-        .mime_str(content_type)
-        .map_err(|e| {
-            GatewayError::Unavailable(anyhow::Error::new(e).context("building a file part"))
-        })
+    Ok(form.finish())
 }
 
 /// The answer of one call: its status, `Retry-After`, and at most [`MAX_ANSWER_BYTES`] of body.
@@ -799,12 +751,12 @@ fn read_is_retryable(err: &GatewayError) -> bool {
 }
 
 impl ReqwestInvGateClient {
-    /// POSTs the multipart form `form` builds (afresh for each attempt: its file parts are
+    /// POSTs the multipart body `form` builds (afresh for each attempt: large files are
     /// streams) to `endpoint`, retrying as writes may; a non-2xx answer is an error.
     async fn post_write<F, Fut>(&self, endpoint: &str, form: F) -> Result<Answer, GatewayError>
     where
         F: Fn() -> Fut,
-        Fut: std::future::Future<Output = Result<Form, GatewayError>>,
+        Fut: std::future::Future<Output = Result<FinishedBody, GatewayError>>,
     {
         self.with_retries(write_is_retryable, |timeout| {
             let form = &form;
@@ -812,8 +764,7 @@ impl ReqwestInvGateClient {
                 let form = form().await?;
                 let answer = send(
                     endpoint,
-                    self.request(Method::POST, endpoint, timeout)
-                        .multipart(form),
+                    form.attach(self.request(Method::POST, endpoint, timeout)),
                 )
                 .await?;
                 if answer.status.is_success() {

@@ -7,11 +7,14 @@
 
 mod answer;
 mod client;
+mod form;
 
 pub use client::{
     InvGateConfig, InvGateConfigError, ReqwestInvGateClient, RetryPolicy, install_crypto_provider,
     parse_base_url,
 };
 pub use client::{fuzzing, incident_form};
+#[doc(hidden)]
+pub use form::{FinishedBody, MultipartBody};
 pub use ticketd_domain::GatewayError;
 pub use ticketd_domain::ports::IncidentGateway;
