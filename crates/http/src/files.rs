@@ -400,11 +400,10 @@ fn sniff_text(head: &[u8]) -> (Category, &'static str) {
     if text.starts_with(b"#!") {
         return (Category::Script, "text/x-shellscript");
     }
-    let lower: Vec<u8> = text.iter().map(u8::to_ascii_lowercase).collect();
-    let start = lower
+    let start = text
         .iter()
         .position(|b| !b.is_ascii_whitespace())
-        .map_or(&lower[..0], |i| &lower[i..]);
+        .map_or(&text[..0], |i| &text[i..]);
     let starts = [&b"<!doctype"[..], b"<?xml", b"<head", b"<body"];
     // Tags that run script or load content, anywhere in the window (a comment first hides
     // nothing): a browser finds them wherever they are.
@@ -418,14 +417,21 @@ fn sniff_text(head: &[u8]) -> (Category, &'static str) {
         b"<meta http-equiv",
         b"<xsl:",
     ];
-    if starts.iter().any(|m| start.starts_with(m)) || active.iter().any(|m| contains(&lower, m)) {
+    // Every marker starts with `<`, so only the places where a `<` is are compared (in any
+    // case), not every offset of the window: this is on every upload's path.
+    let marked = |at: &[u8], marker: &[u8]| {
+        at.get(..marker.len())
+            .is_some_and(|head| head.eq_ignore_ascii_case(marker))
+    };
+    let active_anywhere = text
+        .iter()
+        .enumerate()
+        .filter(|(_, b)| **b == b'<')
+        .any(|(i, _)| active.iter().any(|m| marked(&text[i..], m)));
+    if active_anywhere || starts.iter().any(|m| marked(start, m)) {
         return (Category::Markup, "text/html");
     }
     (Category::Text, "text/plain")
-}
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// Whether content starts like an OLE compound file.
@@ -691,6 +697,16 @@ mod tests {
     fn markup_anywhere_in_the_window_is_markup_and_text_types_are_narrowed() {
         let hidden = format!("<!-- {} --><svg onload=alert(1)>", "x".repeat(600));
         assert_eq!(sniff(hidden.as_bytes()).0, Category::Markup);
+        for text in [
+            "notes < more notes\n<ScRiPt>alert(1)</script>",
+            "  <!DOCTYPE html><p>hi</p>",
+            "a < b, and <META HTTP-EQUIV=refresh>",
+        ] {
+            assert_eq!(sniff(text.as_bytes()).0, Category::Markup, "{text}");
+        }
+        for text in ["a < b and c<d", "x <scrip", "<htm"] {
+            assert_eq!(sniff(text.as_bytes()).0, Category::Text, "{text}");
+        }
         let vetted = vet(b"alert(1)", "a.txt", Some("text/javascript"), &policy()).expect("text");
         assert_eq!(vetted.content_type, "text/plain");
         let csv = vet(b"a,b", "a.csv", Some("text/csv"), &policy()).expect("text");
