@@ -360,6 +360,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_large_file_in_memory_is_sent_as_its_own_piece_and_a_small_one_is_copied_in() {
+        let large = Bytes::from(vec![b'y'; usize::try_from(SMALL_FILE).expect("small") + 1]);
+        let body = MultipartBody::new()
+            .file_bytes(
+                "attachments[]",
+                "small.txt",
+                "text/plain",
+                Bytes::from_static(b"s"),
+            )
+            .file_bytes("attachments[]", "large.txt", "text/plain", large.clone())
+            .finish();
+        assert!(!body.buffered);
+        let all = bytes_of(body).await;
+        let at = all
+            .windows(large.len())
+            .position(|w| w == &large[..])
+            .expect("the large file's bytes in the body");
+        assert!(all[..at].ends_with(b"filename=\"large.txt\"\r\nContent-Type: text/plain\r\n\r\n"));
+        assert!(all[at + large.len()..].starts_with(b"\r\n--"));
+        let small_part = b"filename=\"small.txt\"\r\nContent-Type: text/plain\r\n\r\ns\r\n--";
+        assert!(all.windows(small_part.len()).any(|w| w == small_part));
+    }
+
+    #[tokio::test]
     async fn a_spooled_file_that_changed_size_or_vanished_is_refused_before_sending() {
         let dir = tempfile::tempdir().expect("a directory");
         for size in [10, usize::try_from(SMALL_FILE).expect("small") + 10] {
