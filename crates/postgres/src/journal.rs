@@ -16,6 +16,7 @@ use ticketd_domain::{
 };
 use uuid::Uuid;
 
+use crate::json::JsonText;
 use crate::repository::NewTicketRow;
 use crate::schema::{operation_file_chunks, ticket_operations, tickets};
 
@@ -36,7 +37,7 @@ struct NewOperationRow<'a> {
     state: &'static str,
     requester_id: Option<i64>,
     request_id: &'a str,
-    ticket: Value,
+    ticket: JsonText,
     lease_until: DateTime<Utc>,
 }
 
@@ -113,7 +114,7 @@ pub(crate) async fn begin(
         state: op.state.as_str(),
         requester_id: op.requester.map(InvGateUserId::get),
         request_id: &op.request_id,
-        ticket: serde_json::to_value(&op.ticket).map_err(|e| JournalError(e.into()))?,
+        ticket: JsonText::of(&op.ticket).map_err(|e| JournalError(e.into()))?,
         lease_until: lease_end(op.lease),
     };
     let inserted = diesel::insert_into(ticket_operations::table)
@@ -192,7 +193,7 @@ struct RecordCreated<'a, I> {
     inv_gate_id: i64,
     operation: Option<Uuid>,
     succeeded: &'static str,
-    answer: &'a Value,
+    answer: &'a JsonText,
     now: DateTime<Utc>,
 }
 
@@ -235,7 +236,7 @@ pub(crate) async fn record_created(
     body: &str,
 ) -> Result<(), StoreTicketError> {
     let row = NewTicketRow::from_domain(ticket)?;
-    let answer = serde_json::to_value(StoredAnswer::Created {
+    let answer = JsonText::of(&StoredAnswer::Created {
         inv_gate_id: ticket.inv_gate_id.get(),
         body: body.to_owned(),
     })

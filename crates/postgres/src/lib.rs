@@ -2,6 +2,7 @@
 //! pool, and the migrations from the workspace's `migrations/` directory, embedded in the binary.
 
 mod journal;
+mod json;
 mod migrate;
 mod ops;
 mod pool;

@@ -15,6 +15,7 @@ use ticketd_domain::{
 };
 use uuid::Uuid;
 
+use crate::json::JsonText;
 use crate::pool::PgPool;
 use crate::schema::tickets;
 
@@ -72,7 +73,7 @@ pub(crate) struct NewTicketRow<'a> {
     description: &'a str,
     date_ocurred: Option<DateTime<Utc>>,
     related_to: Vec<i64>,
-    attachments: Value,
+    attachments: JsonText,
     invgate_response: &'a Value,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -98,8 +99,7 @@ impl<'a> NewTicketRow<'a> {
             description: t.description.as_str(),
             date_ocurred: t.date_ocurred.map(|d| d.get()),
             related_to: t.related_to.iter().map(|r| r.get()).collect(),
-            attachments: serde_json::to_value(attachments)
-                .context("serializing attachment metadata")?,
+            attachments: JsonText::of(&attachments).context("serializing attachment metadata")?,
             invgate_response: &stored.invgate_response,
             created_at: stored.created_at,
             updated_at: stored.created_at,
