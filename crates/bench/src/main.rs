@@ -43,7 +43,8 @@ struct Settings {
     run: Duration,
     warmup: Duration,
     big_runs: usize,
-    /// How many times each closed-loop JSON comparison (ticketd, then the floor) is repeated; the
+    /// How many times each closed-loop JSON comparison (a ticketd run and a floor run, in
+    /// alternating order) is repeated; the
     /// targets use the medians, since one pair can be off by 20% on a shared VM.
     pairs: usize,
     load_client: LoadClient,
@@ -75,7 +76,7 @@ impl Settings {
             run: Duration::from_secs(secs("BENCH_SECS", 10)?),
             warmup: Duration::from_secs(secs("BENCH_WARMUP_SECS", 2)?),
             big_runs: usize::try_from(secs("BENCH_BIG_RUNS", 3)?)?,
-            pairs: usize::try_from(secs("BENCH_PAIRS", 3)?)?.max(1),
+            pairs: usize::try_from(secs("BENCH_PAIRS", 5)?)?.max(1),
             load_client: match std::env::var("BENCH_LOAD_CLIENT").as_deref() {
                 Err(_) | Ok("lean") => LoadClient::Lean,
                 Ok("reqwest") => LoadClient::Reqwest,
@@ -461,6 +462,7 @@ fn run_of(scenario: &str, target: &'static str, mode: String, outcome: &Outcome)
     }
 }
 
+#[derive(Debug, Clone, Copy)]
 enum Mode {
     Closed(usize),
     Open(f64),
@@ -498,7 +500,10 @@ fn per_ticket(cpu: Duration, tickets: u64) -> Option<f64> {
     (tickets > 0).then(|| cpu.as_secs_f64() * 1e6 / tickets as f64)
 }
 
-/// One scenario on ticketd, then on the floor: both runs, ticketd's with its efficiency.
+/// One scenario on ticketd and on the floor: both runs, ticketd's (with its efficiency) first,
+/// whichever ran first. The JSON pairs alternate which runs first (`floor_first`), so that what
+/// the first run of a pair leaves behind (a table grown by its tickets, autovacuum started by
+/// them, a warmer cache) does not always fall on the same side.
 async fn compare(
     name: &str,
     (on_ticketd_work, ticketd_mode): (&Work, Mode),
@@ -506,8 +511,13 @@ async fn compare(
     ticketd: &Ticketd,
     settings: &Settings,
     ticks: u64,
-    runs: &mut Vec<Run>,
-) -> anyhow::Result<()> {
+    floor_first: bool,
+) -> anyhow::Result<[Run; 2]> {
+    let first_base = if floor_first {
+        Some(on_floor(name, on_floor_work, floor_mode, settings, ticks).await)
+    } else {
+        None
+    };
     let mut run = on_ticketd(
         name,
         on_ticketd_work,
@@ -517,11 +527,12 @@ async fn compare(
         ticks,
     )
     .await?;
-    let base = on_floor(name, on_floor_work, floor_mode, settings, ticks).await;
+    let base = match first_base {
+        Some(base) => base,
+        None => on_floor(name, on_floor_work, floor_mode, settings, ticks).await,
+    };
     run.efficiency = Some(run.tickets_per_s / base.tickets_per_s);
-    runs.push(run);
-    runs.push(base);
-    Ok(())
+    Ok([run, base])
 }
 
 /// The middle value (the mean of the middle two for an even count); none for no values.
@@ -735,17 +746,19 @@ async fn main() -> anyhow::Result<()> {
         settings.pairs
     );
     for c in [1, 16, 64].into_iter().filter(|_| settings.wants("json")) {
-        for _ in 0..settings.pairs {
-            compare(
-                "json",
-                (&json_ticketd, Mode::Closed(c)),
-                (&json_floor, Mode::Closed(c)),
-                &ticketd,
-                &settings,
-                ticks,
-                &mut runs,
-            )
-            .await?;
+        for pair in 0..settings.pairs {
+            runs.extend(
+                compare(
+                    "json",
+                    (&json_ticketd, Mode::Closed(c)),
+                    (&json_floor, Mode::Closed(c)),
+                    &ticketd,
+                    &settings,
+                    ticks,
+                    pair % 2 == 1,
+                )
+                .await?,
+            );
         }
     }
     let max = best(&runs, "json", "ticketd");
@@ -758,16 +771,17 @@ async fn main() -> anyhow::Result<()> {
     {
         let rate = (max * share).max(1.0);
         let name = format!("json at {:.0}% of max", share * 100.0);
-        compare(
+        let pair = compare(
             &name,
             (&json_ticketd, Mode::Open(rate)),
             (&json_floor, Mode::Open(rate.min(floor_max))),
             &ticketd,
             &settings,
             ticks,
-            &mut runs,
+            false,
         )
         .await?;
+        runs.extend(pair);
     }
 
     let ticketd = restart(&stack, ticketd, &probe).await?;
@@ -787,16 +801,17 @@ async fn main() -> anyhow::Result<()> {
     {
         let files = Arc::new(files);
         let work = ticketd_work(settings.load_client, &endpoint, files.clone())?;
-        compare(
+        let pair = compare(
             name,
             (&work, Mode::Closed(c)),
             (&floor_work(floor.clone(), files), Mode::Closed(c)),
             &ticketd,
             &settings,
             ticks,
-            &mut runs,
+            false,
         )
         .await?;
+        runs.extend(pair);
     }
 
     let ticketd = restart(&stack, ticketd, &probe).await?;
@@ -840,7 +855,7 @@ async fn main() -> anyhow::Result<()> {
     );
     stop(ticketd).await?;
 
-    // Medians over the pairs: each ticketd run is paired with the floor run right after it.
+    // Medians over the pairs: each ticketd run is paired with the floor run next to it.
     let json_runs = |target: &str, mode: &str| -> Vec<&Run> {
         runs.iter()
             .filter(|r| r.target == target && r.scenario == "json" && r.mode == mode)
