@@ -39,8 +39,8 @@ fuzz target="bind_json" secs="600":
     mkdir -p fuzz/corpus/{{target}}
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O {{target}} corpus/{{target}} seeds/{{target}} -- -max_total_time={{secs}} -rss_limit_mb=4096
 
-# BENCH_SECS (10), BENCH_WARMUP_SECS (2), BENCH_BIG_RUNS (3), BENCH_SCENARIOS and DATABASE_URL
-# are honoured; see docs/performance.md.
+# BENCH_SECS (10), BENCH_WARMUP_SECS (2), BENCH_PAIRS (5), BENCH_CONCURRENCY (1,16,64),
+# BENCH_BIG_RUNS (3), BENCH_SCENARIOS and DATABASE_URL are honoured; see docs/performance.md.
 # Release builds, then every load scenario against ticketd and the floor; figures in target/bench/results.json.
 bench:
     cargo build --release -p ticketd -p ticketd-invgate-sim -p ticketd-bench

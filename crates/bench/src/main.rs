@@ -47,6 +47,9 @@ struct Settings {
     /// alternating order) is repeated; the
     /// targets use the medians, since one pair can be off by 20% on a shared VM.
     pairs: usize,
+    /// The closed-loop JSON concurrencies (`BENCH_CONCURRENCY`, default `1,16,64`); the
+    /// efficiency and p99 targets are read at 64.
+    concurrency: Vec<usize>,
     load_client: LoadClient,
     out: PathBuf,
 }
@@ -77,6 +80,16 @@ impl Settings {
             warmup: Duration::from_secs(secs("BENCH_WARMUP_SECS", 2)?),
             big_runs: usize::try_from(secs("BENCH_BIG_RUNS", 3)?)?,
             pairs: usize::try_from(secs("BENCH_PAIRS", 5)?)?.max(1),
+            concurrency: std::env::var("BENCH_CONCURRENCY")
+                .unwrap_or_else(|_| "1,16,64".to_owned())
+                .split(',')
+                .map(|c| match c.trim().parse::<usize>() {
+                    Ok(c) if c > 0 => Ok(c),
+                    _ => Err(anyhow::anyhow!(
+                        "BENCH_CONCURRENCY is a list of whole numbers above 0, not {c:?}"
+                    )),
+                })
+                .collect::<anyhow::Result<_>>()?,
             load_client: match std::env::var("BENCH_LOAD_CLIENT").as_deref() {
                 Err(_) | Ok("lean") => LoadClient::Lean,
                 Ok("reqwest") => LoadClient::Reqwest,
@@ -745,7 +758,11 @@ async fn main() -> anyhow::Result<()> {
         "JSON ticket, closed loop, {} pairs of runs:",
         settings.pairs
     );
-    for c in [1, 16, 64].into_iter().filter(|_| settings.wants("json")) {
+    for &c in settings
+        .concurrency
+        .iter()
+        .filter(|_| settings.wants("json"))
+    {
         for pair in 0..settings.pairs {
             runs.extend(
                 compare(
@@ -865,8 +882,13 @@ async fn main() -> anyhow::Result<()> {
         json_runs("ticketd", "closed c=64"),
         json_runs("floor", "closed c=64"),
     );
-    let cpu = ["closed c=1", "closed c=16", "closed c=64"]
-        .into_iter()
+    let closed: Vec<String> = settings
+        .concurrency
+        .iter()
+        .map(|c| Mode::Closed(*c).label())
+        .collect();
+    let cpu = closed
+        .iter()
         .filter_map(|mode| {
             median(
                 json_runs("ticketd", mode)
@@ -876,15 +898,15 @@ async fn main() -> anyhow::Result<()> {
             )
         })
         .fold(f64::INFINITY, f64::min);
-    let cpu_above_floor_us = ["closed c=1", "closed c=16", "closed c=64"]
-        .into_iter()
+    let cpu_above_floor_us = closed
+        .iter()
         .filter_map(|mode| {
             let differences = json_runs("ticketd", mode)
                 .iter()
                 .zip(json_runs("floor", mode))
                 .filter_map(|(t, f)| Some(t.cpu_us_per_ticket? - f.cpu_us_per_ticket?))
                 .collect();
-            Some((mode.to_owned(), median(differences)?))
+            Some((mode.clone(), median(differences)?))
         })
         .collect();
     let mut targets = vec![
