@@ -28,33 +28,14 @@ pub fn init(settings: &LogSettings) {
         );
         EnvFilter::new("info")
     });
-    // Every request's access line carries its steps' durations, totalled by `StepTimes`.
-    let registry = tracing_subscriber::registry().with(filter).with(StepTimes);
     let installed = match settings.format {
-        // Every line carries the spans it sits in (so the request id of the outermost one).
         LogFormat::Json => {
-            // A line per finished span, with its duration, only when asked for: those lines
-            // more than doubled the cost of logging a request (docs/performance.md).
-            let span_events = if settings.span_events {
-                FmtSpan::CLOSE
-            } else {
-                FmtSpan::NONE
-            };
-            registry
-                .with(
-                    tracing_subscriber::fmt::layer()
-                        .with_writer(LogWriter::start())
-                        .json()
-                        .flatten_event(true)
-                        .with_current_span(true)
-                        .with_span_list(true)
-                        // After the JSON options, which are only on a layer with JSON fields.
-                        .fmt_fields(JsonSpanFields)
-                        .with_span_events(span_events),
-                )
-                .try_init()
+            json_subscriber(filter, LogWriter::start(), settings.span_events).try_init()
         }
-        LogFormat::Pretty => registry
+        // Every request's access line carries its steps' durations, totalled by `StepTimes`.
+        LogFormat::Pretty => tracing_subscriber::registry()
+            .with(filter)
+            .with(StepTimes)
             .with(
                 tracing_subscriber::fmt::layer()
                     .with_writer(std::io::stderr)
@@ -67,6 +48,41 @@ pub fn init(settings: &LogSettings) {
             tracing::error!(panic = %info, "panic");
         }));
     }
+}
+
+/// The subscriber behind JSON logs, writing its lines to `writer`: what [`init`] installs (with
+/// a [`LogWriter`]), and what the logging benchmark measures (with a sink).
+pub fn json_subscriber<W>(
+    filter: EnvFilter,
+    writer: W,
+    span_events: bool,
+) -> impl tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>
+where
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    // A line per finished span, with its duration, only when asked for: those lines more than
+    // doubled the cost of logging a request (docs/performance.md).
+    let span_events = if span_events {
+        FmtSpan::CLOSE
+    } else {
+        FmtSpan::NONE
+    };
+    // Every request's access line carries its steps' durations, totalled by `StepTimes`.
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(StepTimes)
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(writer)
+                .json()
+                .flatten_event(true)
+                // Every line carries the spans it sits in (so the request id of the outermost).
+                .with_current_span(true)
+                .with_span_list(true)
+                // After the JSON options, which are only on a layer with JSON fields.
+                .fmt_fields(JsonSpanFields)
+                .with_span_events(span_events),
+        )
 }
 
 /// Keeps each span's fields as a JSON object, for the lines logged inside the span, like
@@ -286,20 +302,11 @@ mod tests {
         }
     }
 
-    /// The lines a JSON subscriber with [`JsonSpanFields`] writes while `f` runs.
+    /// The lines the JSON subscriber `ticketd serve` installs writes while `f` runs.
     fn json_lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
-        use tracing_subscriber::layer::SubscriberExt;
         let sink = Sink::default();
         let out = sink.clone();
-        let subscriber = tracing_subscriber::registry().with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(move || out.clone())
-                .json()
-                .flatten_event(true)
-                .with_current_span(true)
-                .with_span_list(true)
-                .fmt_fields(JsonSpanFields),
-        );
+        let subscriber = json_subscriber(EnvFilter::new("info"), move || out.clone(), false);
         tracing::subscriber::with_default(subscriber, f);
         let bytes = sink.0.lock().expect("lock").0.clone();
         String::from_utf8(bytes)
