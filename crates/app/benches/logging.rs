@@ -12,11 +12,10 @@ use std::hint::black_box;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use ticketd::telemetry::json_subscriber;
+use ticketd::telemetry::{json_subscriber, log_filter};
 use ticketd_http::{Step, StepDurations};
 use tracing::Instrument;
 use tracing::field::Empty;
-use tracing_subscriber::EnvFilter;
 
 /// An answer arriving: the task goes back to the runtime and is polled again.
 async fn answer() {
@@ -107,7 +106,7 @@ fn logging(c: &mut Criterion) {
     {
         use tracing_subscriber::layer::SubscriberExt;
         let bare = tracing_subscriber::registry()
-            .with(EnvFilter::new("info"))
+            .with(log_filter("info").expect("valid"))
             .with(ticketd_http::StepTimes);
         let _default = tracing::subscriber::set_default(bare);
         group.bench_function(
@@ -117,7 +116,7 @@ fn logging(c: &mut Criterion) {
             },
         );
     }
-    let subscriber = json_subscriber(EnvFilter::new("info"), std::io::sink, false);
+    let subscriber = json_subscriber(log_filter("info").expect("valid"), std::io::sink, false);
     let _default = tracing::subscriber::set_default(subscriber);
     group.bench_function(
         "JSON logs as ticketd serve writes them (RUST_LOG=info)",

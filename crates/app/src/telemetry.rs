@@ -11,22 +11,23 @@ use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use ticketd_http::StepTimes;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{ParseError, Targets};
 use tracing_subscriber::fmt::format::FmtSpan;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 use crate::config::{LogFormat, LogSettings};
 
 /// Installs the global subscriber and routes panics through it, so that a panic is one log line
 /// like any other. Safe to call more than once (later calls change nothing).
 pub fn init(settings: &LogSettings) {
-    let filter = EnvFilter::try_new(&settings.filter).unwrap_or_else(|e| {
+    let filter = log_filter(&settings.filter).unwrap_or_else(|e| {
         eprintln!(
             "ticketd: RUST_LOG {:?} is not a valid filter ({e}); using info",
             settings.filter
         );
-        EnvFilter::new("info")
+        Box::new(Targets::new().with_default(tracing::Level::INFO))
     });
     let installed = match settings.format {
         LogFormat::Json => {
@@ -50,10 +51,35 @@ pub fn init(settings: &LogSettings) {
     }
 }
 
+/// The filter a `RUST_LOG` value asks for (tracing's `EnvFilter` syntax).
+///
+/// Directives that name only targets and levels (`info`, `warn,ticketd::access=info`) become a
+/// static [`Targets`] filter; any with a span or field part (`info,[http.request]=debug`), or an
+/// empty value, an [`EnvFilter`]. Both let the same events and spans through, but an
+/// `EnvFilter` keeps track of every span in case a directive needs it: on each span's creation,
+/// and at every enter and exit (a request's future enters and leaves each of its spans at every
+/// wake-up), it takes a read lock that all worker threads share.
+///
+/// # Errors
+/// When `directives` is not a valid filter.
+pub fn log_filter(directives: &str) -> Result<Box<dyn Layer<Registry> + Send + Sync>, ParseError> {
+    let env_filter = EnvFilter::try_new(directives)?;
+    // A span or field part is written in brackets or braces; `Targets` would take it for part of
+    // a target's name.
+    let dynamic = directives.contains(['[', '{']);
+    if !dynamic
+        && !directives.trim().is_empty()
+        && let Ok(targets) = directives.parse::<Targets>()
+    {
+        return Ok(Box::new(targets));
+    }
+    Ok(Box::new(env_filter))
+}
+
 /// The subscriber behind JSON logs, writing its lines to `writer`: what [`init`] installs (with
 /// a [`LogWriter`]), and what the logging benchmark measures (with a sink).
 pub fn json_subscriber<W>(
-    filter: EnvFilter,
+    filter: Box<dyn Layer<Registry> + Send + Sync>,
     writer: W,
     span_events: bool,
 ) -> impl tracing::Subscriber + Send + Sync + for<'a> tracing_subscriber::registry::LookupSpan<'a>
@@ -302,11 +328,21 @@ mod tests {
         }
     }
 
-    /// The lines the JSON subscriber `ticketd serve` installs writes while `f` runs.
+    /// The lines the JSON subscriber `ticketd serve` installs writes while `f` runs, with
+    /// `RUST_LOG=info`.
     fn json_lines(f: impl FnOnce()) -> Vec<serde_json::Value> {
+        json_lines_filtered("info", f)
+    }
+
+    /// [`json_lines`] with this `RUST_LOG`.
+    fn json_lines_filtered(filter: &str, f: impl FnOnce()) -> Vec<serde_json::Value> {
         let sink = Sink::default();
         let out = sink.clone();
-        let subscriber = json_subscriber(EnvFilter::new("info"), move || out.clone(), false);
+        let subscriber = json_subscriber(
+            log_filter(filter).expect("a valid filter"),
+            move || out.clone(),
+            false,
+        );
         tracing::subscriber::with_default(subscriber, f);
         let bytes = sink.0.lock().expect("lock").0.clone();
         String::from_utf8(bytes)
@@ -342,6 +378,49 @@ mod tests {
         assert_eq!(line["span"]["invgate.request_id"], 8);
         assert_eq!(line["spans"][0]["request_id"], "r-1");
         assert_eq!(line["spans"][1]["operation.id"], "op-1");
+    }
+
+    #[test]
+    fn a_filter_of_targets_and_levels_lets_through_only_what_it_names() {
+        let lines = json_lines_filtered("warn,ticketd::access=info", || {
+            let span = tracing::info_span!("http.request", request_id = "r-1");
+            span.in_scope(|| {
+                tracing::info!("not at this level");
+                tracing::warn!("a warning");
+            });
+            tracing::info!(target: "ticketd::access", "request finished");
+            tracing::info!(target: "ticketd::other", "another target");
+            tracing::debug!(target: "ticketd::access", "too fine");
+        });
+        let messages: Vec<&str> = lines
+            .iter()
+            .filter_map(|line| line["message"].as_str())
+            .collect();
+        assert_eq!(messages, ["a warning", "request finished"]);
+        assert!(
+            lines[0]["spans"].is_null(),
+            "the span was filtered out, so the warning sits in none: {}",
+            lines[0]
+        );
+    }
+
+    #[test]
+    fn a_filter_with_a_span_directive_still_applies_it() {
+        let lines = json_lines_filtered("info,[http.request]=debug", || {
+            tracing::debug!("outside the request");
+            let span = tracing::info_span!("http.request", request_id = "r-1");
+            span.in_scope(|| tracing::debug!("inside the request"));
+        });
+        let messages: Vec<&str> = lines
+            .iter()
+            .filter_map(|line| line["message"].as_str())
+            .collect();
+        assert_eq!(messages, ["inside the request"]);
+    }
+
+    #[test]
+    fn an_invalid_filter_is_refused() {
+        assert!(log_filter("info,ticketd=loud").is_err());
     }
 
     #[test]
