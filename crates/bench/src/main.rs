@@ -164,6 +164,9 @@ struct Stack {
     database_url: String,
     secret: String,
     log: PathBuf,
+    /// InvGate calls ticketd may have in flight (`INVGATE_MAX_CONCURRENT_CALLS`): the largest
+    /// closed-loop concurrency, so that ticketd makes as many calls at once as the floor does.
+    invgate_slots: usize,
 }
 
 impl Stack {
@@ -186,6 +189,12 @@ impl Stack {
             .env("TICKETD_LISTEN", format!("127.0.0.1:{port}"))
             // One caller sends all the load: the per-caller limit would measure itself.
             .env("TICKETD_RATE_LIMIT_PER_MINUTE", "0")
+            // The limit on InvGate calls in flight (16 by default, to spare a real InvGate)
+            // would too: at c=64 requests would wait for a slot where the floor calls at once.
+            .env(
+                "INVGATE_MAX_CONCURRENT_CALLS",
+                self.invgate_slots.to_string(),
+            )
             // For the 100 MiB scenario.
             .env("TICKETD_MAX_ATTACHMENT_BYTES", (128 * MIB).to_string())
             .env("TICKETD_SPOOL_DIR", self.log.with_file_name("spool"))
@@ -193,9 +202,13 @@ impl Stack {
             .stderr(Stdio::from(log))
             // Settings to experiment with pass through.
             .envs(
-                ["TICKETD_WORKERS", "RUST_LOG"]
-                    .into_iter()
-                    .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
+                [
+                    "TICKETD_WORKERS",
+                    "RUST_LOG",
+                    "INVGATE_MAX_CONCURRENT_CALLS",
+                ]
+                .into_iter()
+                .filter_map(|name| std::env::var_os(name).map(|value| (name, value))),
             )
             .kill_on_drop(true)
             .spawn()
@@ -713,6 +726,7 @@ async fn main() -> anyhow::Result<()> {
         database_url: database.url().to_owned(),
         secret: secret.clone(),
         log: out_dir.join("ticketd.log"),
+        invgate_slots: settings.concurrency.iter().copied().max().unwrap_or(1),
     };
     // The first start applies the migrations; the second is the one timed.
     let (first, _) = stack.start_ticketd(&probe).await?;
