@@ -63,6 +63,7 @@ pub fn init(settings: &LogSettings) {
 /// # Errors
 /// When `directives` is not a valid filter.
 pub fn log_filter(directives: &str) -> Result<Box<dyn Layer<Registry> + Send + Sync>, ParseError> {
+    // Parsed as an `EnvFilter` first, so that a value is refused exactly when it always was.
     let env_filter = EnvFilter::try_new(directives)?;
     // A span or field part is written in brackets or braces; `Targets` would take it for part of
     // a target's name.
