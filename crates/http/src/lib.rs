@@ -31,7 +31,7 @@ pub use openapi::openapi_json;
 pub use ops::{AlwaysReady, Check, Operations};
 pub use problem::{ApiError, ProblemCode};
 pub use ratelimit::{Decision, RateLimit, RateLimiter};
-pub use steps::{Step, StepDurations, StepTimes};
+pub use steps::{Step, StepDurations, StepTimes, log_access};
 pub use ticketd_auth::{AuthError, Verifier, mint_hs256_token};
 
 /// Request size limits and binding rules.

@@ -16,7 +16,6 @@ use tracing::Instrument;
 
 use crate::HttpState;
 use crate::problem::ApiError;
-use crate::steps::{Step, StepDurations};
 
 pub(crate) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -126,20 +125,13 @@ pub(crate) async fn request_context(
         status.as_u16(),
         started.elapsed().as_secs_f64(),
     );
-    let steps = StepDurations::of(&span);
-    tracing::info!(
-        target: "ticketd::access",
-        request_id = %request_id,
-        http.method = %method,
-        http.path = %path,
-        http.status_code = status.as_u16(),
-        latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-        auth_ms = steps.millis(Step::Auth),
-        binding_ms = steps.millis(Step::Binding),
-        invgate_ms = steps.millis(Step::InvGate),
-        db_ms = steps.millis(Step::Database),
-        spool_ms = steps.millis(Step::Spool),
-        "request finished"
+    crate::steps::log_access(
+        &span,
+        &request_id,
+        method.as_str(),
+        &path,
+        status.as_u16(),
+        started.elapsed(),
     );
     // Every error is turned into a response before it gets here (see `require_caller` and the
     // handlers), so only a panicking middleware leaves without the request id header.

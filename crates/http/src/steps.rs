@@ -80,6 +80,34 @@ impl StepDurations {
     }
 }
 
+/// Logs a request's access line (`target: "ticketd::access"`, `message: "request finished"`):
+/// the request, its status and latency, and the time spent in each step under `request`, its
+/// `http.request` span (docs/operations.md lists the fields).
+pub fn log_access(
+    request: &tracing::Span,
+    request_id: &str,
+    method: &str,
+    path: &str,
+    status: u16,
+    latency: Duration,
+) {
+    let steps = StepDurations::of(request);
+    tracing::info!(
+        target: "ticketd::access",
+        request_id = %request_id,
+        http.method = %method,
+        http.path = %path,
+        http.status_code = status,
+        latency_ms = latency.as_secs_f64() * 1000.0,
+        auth_ms = steps.millis(Step::Auth),
+        binding_ms = steps.millis(Step::Binding),
+        invgate_ms = steps.millis(Step::InvGate),
+        db_ms = steps.millis(Step::Database),
+        spool_ms = steps.millis(Step::Spool),
+        "request finished"
+    );
+}
+
 /// When a step span opened.
 struct Opened(Instant);
 
