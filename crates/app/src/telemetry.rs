@@ -6,6 +6,7 @@
 //! thread, and waking a writer thread per line would cost as much.
 //! Lines reach stderr at most [`WRITE_INTERVAL`] late; [`flush`] writes what is pending at once.
 
+use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
@@ -172,11 +173,40 @@ impl JsonMembers {
         self.0.push_str(json);
     }
 
+    /// Appends `value` as a JSON string, escaped as `serde_json` escapes it, without the
+    /// temporary `String` that `serde_json::to_string` would allocate for every field.
     fn string(&mut self, value: &str) {
-        // Serializing a string cannot fail.
-        if let Ok(quoted) = serde_json::to_string(value) {
-            self.0.push_str(&quoted);
+        self.0.push('"');
+        let mut plain = 0;
+        for (at, byte) in value.bytes().enumerate() {
+            let escape = match byte {
+                b'"' => "\\\"",
+                b'\\' => "\\\\",
+                b'\n' => "\\n",
+                b'\r' => "\\r",
+                b'\t' => "\\t",
+                0x08 => "\\b",
+                0x0c => "\\f",
+                0x00..=0x1f => "",
+                _ => continue,
+            };
+            // Every byte escaped is ASCII, so `at` is on a character boundary.
+            self.0.push_str(&value[plain..at]);
+            if escape.is_empty() {
+                let _ = write!(self.0, "\\u{byte:04x}");
+            } else {
+                self.0.push_str(escape);
+            }
+            plain = at + 1;
         }
+        self.0.push_str(&value[plain..]);
+        self.0.push('"');
+    }
+
+    /// Appends `"name":` and a number, formatted in place.
+    fn number(&mut self, field: &tracing::field::Field, value: impl std::fmt::Display) {
+        self.member(field, "");
+        let _ = write!(self.0, "{value}");
     }
 }
 
@@ -186,10 +216,10 @@ impl tracing::field::Visit for JsonMembers {
         self.string(value);
     }
     fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
-        self.member(field, &value.to_string());
+        self.number(field, value);
     }
     fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
-        self.member(field, &value.to_string());
+        self.number(field, value);
     }
     fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
         self.member(field, if value { "true" } else { "false" });
@@ -379,6 +409,25 @@ mod tests {
         assert_eq!(line["span"]["invgate.request_id"], 8);
         assert_eq!(line["spans"][0]["request_id"], "r-1");
         assert_eq!(line["spans"][1]["operation.id"], "op-1");
+    }
+
+    #[test]
+    fn span_field_strings_are_escaped_exactly_as_serde_json_escapes_them() {
+        let every_ascii: String = (0_u8..0x80).map(char::from).collect();
+        for value in [
+            "",
+            "plain",
+            "say \"hi\"\n",
+            "back\\slash\ttab\r\u{8}\u{c}",
+            "\u{0}\u{1f}\u{7f}",
+            "naïve ☃ 🎫 \"mixed\" \u{2028}",
+            every_ascii.as_str(),
+        ] {
+            let mut members = JsonMembers::default();
+            members.string(value);
+            let expected = serde_json::to_string(value).expect("a string serializes");
+            assert_eq!(members.0, expected, "escaping {value:?}");
+        }
     }
 
     #[test]
