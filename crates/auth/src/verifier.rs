@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, Validation};
+use std::borrow::Cow;
+
+use jsonwebtoken::{Algorithm, AlgorithmFamily, Validation};
 use serde_json::{Map, Value};
 use ticketd_domain::EmailAddress;
 
@@ -99,6 +101,9 @@ pub struct Verifier {
     keys: Vec<VerifyingKey>,
     jwks: Option<Arc<JwksCache>>,
     policy: TokenPolicy,
+    /// The claim checks for each algorithm, built once: a `Validation` holds sets and lists
+    /// that building it for every request would allocate.
+    validations: Vec<(Algorithm, Validation)>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -114,7 +119,22 @@ impl std::fmt::Debug for Verifier {
 impl Verifier {
     #[must_use]
     pub fn new(keys: Vec<VerifyingKey>, jwks: Option<Arc<JwksCache>>, policy: TokenPolicy) -> Self {
-        Self { keys, jwks, policy }
+        let validations = [
+            AlgorithmFamily::Hmac,
+            AlgorithmFamily::Rsa,
+            AlgorithmFamily::Ec,
+            AlgorithmFamily::Ed,
+        ]
+        .iter()
+        .flat_map(AlgorithmFamily::algorithms)
+        .map(|&algorithm| (algorithm, validation(&policy, algorithm)))
+        .collect();
+        Self {
+            keys,
+            jwks,
+            policy,
+            validations,
+        }
     }
 
     /// One HMAC secret for HS256 and the default policy with `leeway`: the Go service's setup.
@@ -234,26 +254,16 @@ impl Verifier {
         }
     }
 
-    fn validation(&self, algorithm: Algorithm) -> Validation {
-        let mut validation = Validation::new(algorithm);
-        let mut required = vec!["exp"];
-        validation.validate_exp = true;
-        validation.validate_nbf = true;
-        validation.leeway = self.policy.leeway.as_secs();
-        if self.policy.issuers.is_empty() {
-            validation.iss = None;
-        } else {
-            validation.set_issuer(&self.policy.issuers);
-            required.push("iss");
-        }
-        if self.policy.audiences.is_empty() {
-            validation.validate_aud = false;
-        } else {
-            validation.set_audience(&self.policy.audiences);
-            required.push("aud");
-        }
-        validation.set_required_spec_claims(&required);
-        validation
+    /// The claim checks for tokens signed with `algorithm`.
+    fn validation(&self, algorithm: Algorithm) -> Cow<'_, Validation> {
+        self.validations
+            .iter()
+            .find(|(known, _)| *known == algorithm)
+            .map_or_else(
+                // An algorithm a later jsonwebtoken adds to its families.
+                || Cow::Owned(validation(&self.policy, algorithm)),
+                |(_, validation)| Cow::Borrowed(validation),
+            )
     }
 
     fn identity(&self, claims: &Map<String, Value>) -> Result<Identity, TokenError> {
@@ -277,6 +287,29 @@ impl Verifier {
         }
         Ok(Identity { email })
     }
+}
+
+/// What `policy` asks of the claims of a token signed with `algorithm`.
+fn validation(policy: &TokenPolicy, algorithm: Algorithm) -> Validation {
+    let mut validation = Validation::new(algorithm);
+    let mut required = vec!["exp"];
+    validation.validate_exp = true;
+    validation.validate_nbf = true;
+    validation.leeway = policy.leeway.as_secs();
+    if policy.issuers.is_empty() {
+        validation.iss = None;
+    } else {
+        validation.set_issuer(&policy.issuers);
+        required.push("iss");
+    }
+    if policy.audiences.is_empty() {
+        validation.validate_aud = false;
+    } else {
+        validation.set_audience(&policy.audiences);
+        required.push("aud");
+    }
+    validation.set_required_spec_claims(&required);
+    validation
 }
 
 fn is_key_specific(kind: &ErrorKind) -> bool {
