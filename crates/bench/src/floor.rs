@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
+use ticketd_domain::InvGateAnswer;
 use ticketd_domain::attachment::{Attachment, AttachmentName, Sha256Hex};
 use ticketd_domain::ports::TicketRepository;
 use ticketd_domain::{
@@ -137,11 +138,11 @@ impl Floor {
             creator_id: self.requester,
             customer_id: self.requester,
             ticket,
-            invgate_response: answer,
+            invgate_response: InvGateAnswer::new(answer),
             created_at: chrono::Utc::now(),
         };
         self.repository
-            .record_created(&stored, &body)
+            .record_created(&stored)
             .await
             .map_err(|e| format!("record: {e}"))
     }

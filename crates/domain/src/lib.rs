@@ -43,6 +43,6 @@ pub use service::{
 };
 pub use spool::{RecordSpool, SpoolError, SpooledRecord};
 pub use ticket::{
-    CategoryId, IncidentId, LocationId, NewTicket, OccurredAt, PriorityId, SourceId, StoredTicket,
-    TicketDescription, TicketDraft, TicketTitle, TicketTypeId,
+    CategoryId, IncidentId, InvGateAnswer, LocationId, NewTicket, OccurredAt, PriorityId, SourceId,
+    StoredTicket, TicketDescription, TicketDraft, TicketTitle, TicketTypeId,
 };

@@ -153,16 +153,12 @@ pub trait TicketRepository: Send + Sync + 'static {
         request_id: &str,
     ) -> Result<bool, JournalError>;
 
-    /// Stores the ticket and marks its operation succeeded with `answer_body`, in one
-    /// transaction. Idempotent: storing the same operation's ticket twice changes nothing.
+    /// Stores the ticket and marks its operation succeeded with InvGate's answer (its text), in
+    /// one transaction. Idempotent: storing the same operation's ticket twice changes nothing.
     ///
     /// # Errors
     /// [`StoreTicketError`] when the transaction fails; then nothing was written.
-    async fn record_created(
-        &self,
-        ticket: &StoredTicket,
-        answer_body: &str,
-    ) -> Result<(), StoreTicketError>;
+    async fn record_created(&self, ticket: &StoredTicket) -> Result<(), StoreTicketError>;
 
     /// Marks an operation failed.
     ///

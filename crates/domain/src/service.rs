@@ -19,7 +19,7 @@ use crate::operation::{
 };
 use crate::ports::{IncidentGateway, TicketRepository, TicketService};
 use crate::spool::{RecordSpool, SpoolError, SpooledRecord};
-use crate::ticket::{IncidentId, NewTicket, StoredTicket};
+use crate::ticket::{IncidentId, InvGateAnswer, NewTicket, StoredTicket};
 
 /// Operations settled per reconciliation round.
 const RECONCILE_BATCH: usize = 50;
@@ -177,11 +177,7 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
                     continue;
                 }
             };
-            if let Err(err) = self
-                .repository
-                .record_created(&stored, &record.answer_body)
-                .await
-            {
+            if let Err(err) = self.repository.record_created(&stored).await {
                 tracing::warn!(error = ?anyhow::Error::from(err), "the database still refuses spooled records");
                 break;
             }
@@ -276,7 +272,6 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
         };
         tracing::Span::current().record("invgate.request_id", inv_gate_id.get());
 
-        let body = response.to_string();
         let stored = StoredTicket {
             id: Uuid::now_v7(),
             operation_id: Some(operation_id),
@@ -285,19 +280,19 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
             creator_id: requester,
             customer_id: requester,
             ticket,
-            invgate_response: response,
+            invgate_response: InvGateAnswer::new(response),
             created_at: Utc::now(),
         };
-        if let Err(err) = self.repository.record_created(&stored, &body).await {
+        if let Err(err) = self.repository.record_created(&stored).await {
             // The incident exists in InvGate and cannot be undone: the caller gets its ticket and
             // the record waits, durably, for the database.
-            self.keep(&stored, &body, err).await;
+            self.keep(&stored, err).await;
         }
         Ok(CreatedTicket {
             local_id: stored.id,
             operation_id,
             inv_gate_id,
-            body,
+            body: stored.invgate_response.text().to_owned(),
         })
     }
 
@@ -551,7 +546,6 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
             "info": "Request created (answer recovered by ticketd)",
             "request_id": inv_gate_id.get(),
         });
-        let body = response.to_string();
         let stored = StoredTicket {
             id: Uuid::now_v7(),
             operation_id: Some(operation.id),
@@ -560,10 +554,10 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
             creator_id: requester,
             customer_id: requester,
             ticket,
-            invgate_response: response,
+            invgate_response: InvGateAnswer::new(response),
             created_at: Utc::now(),
         };
-        match self.repository.record_created(&stored, &body).await {
+        match self.repository.record_created(&stored).await {
             Ok(()) => {
                 tracing::info!(operation.id = %operation.id, invgate.request_id = inv_gate_id.get(), "adopted an incident whose answer was lost");
                 true
@@ -576,8 +570,8 @@ impl<G: IncidentGateway, R: TicketRepository, S: RecordSpool> TicketCreator<G, R
     }
 
     /// Keeps the record of a ticket InvGate created when the database would not take it.
-    async fn keep(&self, stored: &StoredTicket, body: &str, err: StoreTicketError) {
-        let record = SpooledRecord::new(stored, body);
+    async fn keep(&self, stored: &StoredTicket, err: StoreTicketError) {
+        let record = SpooledRecord::new(stored);
         match self.spool.put(&record).await {
             Ok(()) => tracing::warn!(
                 error = ?anyhow::Error::from(err),

@@ -9,9 +9,11 @@ use uuid::Uuid;
 
 use crate::caller::{EmailAddress, InvGateUserId};
 use crate::operation::{OperationId, TicketSnapshot};
-use crate::ticket::{IncidentId, StoredTicket};
+use crate::ticket::{IncidentId, InvGateAnswer, StoredTicket};
 
-/// A ticket record waiting for the database: everything [`StoredTicket`] holds, plus the answer.
+/// A ticket record waiting for the database: everything [`StoredTicket`] holds. InvGate's answer
+/// is kept twice, as a value and as its text (`answer_body`), as records have always been
+/// written; the text is what is read back.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SpooledRecord {
     pub local_id: Uuid,
@@ -27,7 +29,7 @@ pub struct SpooledRecord {
 
 impl SpooledRecord {
     #[must_use]
-    pub fn new(stored: &StoredTicket, answer_body: &str) -> Self {
+    pub fn new(stored: &StoredTicket) -> Self {
         Self {
             local_id: stored.id,
             operation_id: stored.operation_id,
@@ -35,8 +37,8 @@ impl SpooledRecord {
             creator_email: stored.creator_email.as_str().to_owned(),
             requester: stored.creator_id.get(),
             ticket: TicketSnapshot::from(&stored.ticket),
-            invgate_response: stored.invgate_response.clone(),
-            answer_body: answer_body.to_owned(),
+            invgate_response: stored.invgate_response.value().clone(),
+            answer_body: stored.invgate_response.text().to_owned(),
             created_at: stored.created_at,
         }
     }
@@ -54,7 +56,8 @@ impl SpooledRecord {
             creator_id: InvGateUserId::new(self.requester),
             customer_id: InvGateUserId::new(self.requester),
             ticket: self.ticket.to_ticket().map_err(|e| e.to_string())?,
-            invgate_response: self.invgate_response.clone(),
+            invgate_response: InvGateAnswer::parse(self.answer_body.clone())
+                .map_err(|e| format!("answer_body: {e}"))?,
             created_at: self.created_at,
         })
     }

@@ -348,8 +348,46 @@ pub struct StoredTicket {
     pub creator_id: InvGateUserId,
     pub customer_id: InvGateUserId,
     pub ticket: NewTicket,
-    pub invgate_response: Value,
+    pub invgate_response: InvGateAnswer,
     pub created_at: DateTime<Utc>,
+}
+
+/// InvGate's answer to the incident it created, as a JSON value and as JSON text of that value,
+/// written once: the text is what the caller is answered, what the journal keeps and what the
+/// stored copy is read from, so all three are the same bytes and none is serialized again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvGateAnswer {
+    value: Value,
+    text: String,
+}
+
+impl InvGateAnswer {
+    /// Writes `value` out, once.
+    #[must_use]
+    pub fn new(value: Value) -> Self {
+        let text = value.to_string();
+        Self { value, text }
+    }
+
+    /// An answer kept as text (a spooled record's), read back; the text stays as it was.
+    ///
+    /// # Errors
+    /// When `text` is not JSON.
+    pub fn parse(text: String) -> Result<Self, serde_json::Error> {
+        let value = serde_json::from_str(&text)?;
+        Ok(Self { value, text })
+    }
+
+    #[must_use]
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The answer as JSON text, whose value is [`Self::value`].
+    #[must_use]
+    pub fn text(&self) -> &str {
+        &self.text
+    }
 }
 
 #[cfg(test)]
@@ -369,6 +407,19 @@ mod tests {
             type_id: Some(1),
             ..TicketDraft::default()
         }
+    }
+
+    #[test]
+    fn an_invgate_answer_s_text_is_its_value_written_out() {
+        let value =
+            serde_json::json!({"status": "OK", "request_id": 7, "info": "Request \"created\""});
+        let answer = InvGateAnswer::new(value.clone());
+        assert_eq!(answer.value(), &value);
+        assert_eq!(
+            serde_json::from_str::<Value>(answer.text()).expect("JSON text"),
+            value
+        );
+        assert_eq!(answer.text(), value.to_string());
     }
 
     #[test]

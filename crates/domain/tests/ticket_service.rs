@@ -9,7 +9,7 @@ use ticketd_domain::ports::{MockIncidentGateway, MockTicketRepository};
 use ticketd_domain::spool::MockRecordSpool;
 use ticketd_domain::{
     Begun, CreateOutcome, CreateRequest, CreateTicketError, EmailAddress, Fingerprint,
-    GatewayError, IdempotencyKey, InvGateUserId, JournalError, NewTicket, Operation,
+    GatewayError, IdempotencyKey, InvGateAnswer, InvGateUserId, JournalError, NewTicket, Operation,
     OperationState, ServiceConfig, SpoolError, SpooledRecord, StoreTicketError, StoredAnswer,
     StoredTicket, TicketCreator, TicketDraft, TicketService, TicketSnapshot, UserCacheConfig,
 };
@@ -55,7 +55,7 @@ fn journal_accepting_all() -> MockTicketRepository {
     repository
         .expect_begin_operation()
         .returning(|_| Ok(Begun::Started));
-    repository.expect_record_created().returning(|_, _| Ok(()));
+    repository.expect_record_created().returning(|_| Ok(()));
     repository.expect_record_failure().returning(|_, _| Ok(()));
     repository
         .expect_record_in_doubt()
@@ -138,7 +138,8 @@ async fn a_ticket_is_journaled_created_with_its_marker_and_stored_with_invgates_
         .returning(|_| Ok(Begun::Started));
     repository
         .expect_record_created()
-        .withf(|stored, body| {
+        .withf(|stored| {
+            let body = stored.invgate_response.text();
             stored.inv_gate_id.get() == 1864
                 && stored.operation_id.is_some()
                 && stored.creator_id == InvGateUserId::new(42)
@@ -148,7 +149,7 @@ async fn a_ticket_is_journaled_created_with_its_marker_and_stored_with_invgates_
                 && body == r#"{"status":"OK","info":"created","request_id":1864}"#
         })
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_| Ok(()));
 
     let outcome = creator(gateway, repository)
         .create_ticket(
@@ -281,9 +282,9 @@ async fn a_key_whose_first_request_created_nothing_is_taken_over_for_a_new_attem
         .returning(|_, _, _| Ok(true));
     repository
         .expect_record_created()
-        .withf(move |stored, _| stored.operation_id == Some(first_id))
+        .withf(move |stored| stored.operation_id == Some(first_id))
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_| Ok(()));
 
     let outcome = create(&creator(gateway, repository), keyed("k1"))
         .await
@@ -382,14 +383,11 @@ fn repository_refusing_created_tickets() -> MockTicketRepository {
     repository
         .expect_begin_operation()
         .returning(|_| Ok(Begun::Started));
-    repository
-        .expect_record_created()
-        .times(1)
-        .returning(|_, _| {
-            Err(StoreTicketError::Unexpected(anyhow::anyhow!(
-                "connection refused"
-            )))
-        });
+    repository.expect_record_created().times(1).returning(|_| {
+        Err(StoreTicketError::Unexpected(anyhow::anyhow!(
+            "connection refused"
+        )))
+    });
     repository
 }
 
@@ -457,10 +455,10 @@ fn spooled(inv_gate_id: i64) -> SpooledRecord {
         creator_id: InvGateUserId::new(42),
         customer_id: InvGateUserId::new(42),
         ticket: ticket(),
-        invgate_response: json!({"request_id": inv_gate_id}),
+        invgate_response: InvGateAnswer::new(json!({"request_id": inv_gate_id})),
         created_at: Utc::now(),
     };
-    SpooledRecord::new(&stored, &stored.invgate_response.to_string())
+    SpooledRecord::new(&stored)
 }
 
 #[tokio::test]
@@ -480,14 +478,16 @@ async fn spooled_records_are_replayed_in_order_until_the_database_refuses_one() 
     let mut repository = MockTicketRepository::new();
     repository
         .expect_record_created()
-        .withf(|stored, body| stored.inv_gate_id.get() == 1 && body == r#"{"request_id":1}"#)
+        .withf(|stored| {
+            stored.inv_gate_id.get() == 1 && stored.invgate_response.text() == r#"{"request_id":1}"#
+        })
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_| Ok(()));
     repository
         .expect_record_created()
-        .withf(|stored, _| stored.inv_gate_id.get() == 2)
+        .withf(|stored| stored.inv_gate_id.get() == 2)
         .times(1)
-        .returning(|_, _| Err(StoreTicketError::Unexpected(anyhow::anyhow!("still down"))));
+        .returning(|_| Err(StoreTicketError::Unexpected(anyhow::anyhow!("still down"))));
     let service = TicketCreator::new(
         MockIncidentGateway::new(),
         repository,
@@ -699,7 +699,8 @@ async fn an_incident_found_by_its_marker_is_adopted_with_a_recovered_answer() {
     let id = operation.id;
     repository
         .expect_record_created()
-        .withf(move |stored, body| {
+        .withf(move |stored| {
+            let body = stored.invgate_response.text();
             stored.inv_gate_id.get() == 6
                 && stored.operation_id == Some(id)
                 && stored.creator_email.as_str() == "alice@example.com"
@@ -707,7 +708,7 @@ async fn an_incident_found_by_its_marker_is_adopted_with_a_recovered_answer() {
                 && body.contains(r#""request_id":6"#)
         })
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_| Ok(()));
 
     let settled = reconciling(&operation, gateway, repository)
         .reconcile()
@@ -914,9 +915,9 @@ async fn the_queue_worker_looks_up_the_caller_and_creates_the_queued_ticket() {
     });
     repository
         .expect_record_created()
-        .withf(move |stored, _| stored.operation_id == Some(id) && stored.inv_gate_id.get() == 31)
+        .withf(move |stored| stored.operation_id == Some(id) && stored.inv_gate_id.get() == 31)
         .times(1)
-        .returning(|_, _| Ok(()));
+        .returning(|_| Ok(()));
 
     let created = creator(gateway, repository)
         .process_queue()

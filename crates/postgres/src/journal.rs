@@ -233,12 +233,11 @@ impl<I: QueryFragment<Pg>> QueryFragment<Pg> for RecordCreated<'_, I> {
 pub(crate) async fn record_created(
     mut conn: &AsyncPgConnection,
     ticket: &StoredTicket,
-    body: &str,
 ) -> Result<(), StoreTicketError> {
     let row = NewTicketRow::from_domain(ticket)?;
     let answer = JsonText::of(&StoredAnswer::Created {
         inv_gate_id: ticket.inv_gate_id.get(),
-        body: body.to_owned(),
+        body: ticket.invgate_response.text().to_owned(),
     })
     .context("serializing the answer")?;
     RecordCreated {

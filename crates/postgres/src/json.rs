@@ -12,6 +12,7 @@ use diesel::pg::Pg;
 use diesel::serialize::{self, IsNull, Output, ToSql};
 use diesel::sql_types::Jsonb;
 use serde::Serialize;
+use ticketd_domain::InvGateAnswer;
 
 /// JSON text for a `jsonb` parameter. Made only by serializing a value, so it is always JSON.
 /// (The journal's and the repository's tests read every such column back.)
@@ -23,6 +24,26 @@ impl JsonText {
     /// `value`'s JSON.
     pub(crate) fn of<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Self> {
         serde_json::to_string(value).map(Self)
+    }
+}
+
+/// JSON text already written, borrowed for a `jsonb` parameter: InvGate's answer, which the
+/// domain keeps as the text it answered with ([`InvGateAnswer`]), always JSON.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, diesel::expression::AsExpression)]
+#[diesel(sql_type = Jsonb)]
+pub(crate) struct JsonStr<'a>(&'a str);
+
+impl<'a> JsonStr<'a> {
+    pub(crate) fn answer(answer: &'a InvGateAnswer) -> Self {
+        Self(answer.text())
+    }
+}
+
+impl ToSql<Jsonb, Pg> for JsonStr<'_> {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        out.write_all(&[JSONB_FORMAT_VERSION])?;
+        out.write_all(self.0.as_bytes())?;
+        Ok(IsNull::No)
     }
 }
 

@@ -15,7 +15,7 @@ use ticketd_domain::{
 };
 use uuid::Uuid;
 
-use crate::json::JsonText;
+use crate::json::{JsonStr, JsonText};
 use crate::pool::PgPool;
 use crate::schema::tickets;
 
@@ -74,7 +74,7 @@ pub(crate) struct NewTicketRow<'a> {
     date_ocurred: Option<DateTime<Utc>>,
     related_to: Vec<i64>,
     attachments: JsonText,
-    invgate_response: &'a Value,
+    invgate_response: JsonStr<'a>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     operation_id: Option<Uuid>,
@@ -100,7 +100,7 @@ impl<'a> NewTicketRow<'a> {
             date_ocurred: t.date_ocurred.map(|d| d.get()),
             related_to: t.related_to.iter().map(|r| r.get()).collect(),
             attachments: JsonText::of(&attachments).context("serializing attachment metadata")?,
-            invgate_response: &stored.invgate_response,
+            invgate_response: JsonStr::answer(&stored.invgate_response),
             created_at: stored.created_at,
             updated_at: stored.created_at,
             operation_id: stored.operation_id.map(OperationId::get),
@@ -245,13 +245,9 @@ impl TicketRepository for PgTicketRepository {
     }
 
     #[tracing::instrument(name = "db.tickets.record_created", skip_all, fields(invgate.request_id = ticket.inv_gate_id.get()))]
-    async fn record_created(
-        &self,
-        ticket: &StoredTicket,
-        answer_body: &str,
-    ) -> Result<(), StoreTicketError> {
+    async fn record_created(&self, ticket: &StoredTicket) -> Result<(), StoreTicketError> {
         self.pipelined(StoreTicketError::Unexpected, async |conn| {
-            crate::journal::record_created(conn, ticket, answer_body).await
+            crate::journal::record_created(conn, ticket).await
         })
         .await
     }

@@ -5,9 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use ticketd_domain::{
-    Begun, EmailAddress, Fingerprint, IdempotencyKey, IncidentId, InvGateUserId, NewOperation,
-    NewTicket, OperationFailure, OperationId, OperationState, StoredAnswer, StoredTicket,
-    TicketDraft, TicketSnapshot,
+    Begun, EmailAddress, Fingerprint, IdempotencyKey, IncidentId, InvGateAnswer, InvGateUserId,
+    NewOperation, NewTicket, OperationFailure, OperationId, OperationState, StoredAnswer,
+    StoredTicket, TicketDraft, TicketSnapshot,
 };
 use ticketd_pgtemp::{TestDatabase, test_database};
 use ticketd_postgres::{
@@ -57,7 +57,7 @@ fn stored(op: &NewOperation, inv_gate_id: i64) -> StoredTicket {
         creator_id: InvGateUserId::new(42),
         customer_id: InvGateUserId::new(42),
         ticket: op.ticket.to_ticket().expect("snapshot is valid"),
-        invgate_response: json!({"request_id": inv_gate_id}),
+        invgate_response: InvGateAnswer::new(json!({"request_id": inv_gate_id})),
         created_at: DateTime::<Utc>::from_timestamp(1_800_000_000, 0).expect("instant"),
     }
 }
@@ -136,12 +136,9 @@ async fn a_created_ticket_and_its_operations_outcome_are_stored_together_and_ide
     journal.begin_operation(&op).await.expect("journaled");
     let ticket = stored(&op, 1864);
 
+    journal.record_created(&ticket).await.expect("stored");
     journal
-        .record_created(&ticket, r#"{"request_id":1864}"#)
-        .await
-        .expect("stored");
-    journal
-        .record_created(&ticket, r#"{"request_id":1864}"#)
+        .record_created(&ticket)
         .await
         .expect("a replay changes nothing");
 
@@ -284,7 +281,7 @@ async fn only_operations_whose_lease_ran_out_are_claimed_and_a_claim_takes_them_
         journal.begin_operation(op).await.expect("journaled");
     }
     journal
-        .record_created(&stored(&settled, 5), "{}")
+        .record_created(&stored(&settled, 5))
         .await
         .expect("settled");
 
@@ -393,7 +390,7 @@ async fn a_queued_operations_files_are_stored_in_chunks_and_come_back_byte_for_b
 
     // Once the ticket is recorded as created, its stored files are dropped.
     journal
-        .record_created(&stored(&op, 77), "{}")
+        .record_created(&stored(&op, 77))
         .await
         .expect("recorded");
     assert!(

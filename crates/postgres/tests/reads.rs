@@ -4,8 +4,8 @@
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use ticketd_domain::{
-    EmailAddress, IncidentId, IncidentStatus, InvGateUserId, NewTicket, PageCursor, StoredTicket,
-    TicketDraft, TicketPage, TicketReadStore,
+    EmailAddress, IncidentId, IncidentStatus, InvGateAnswer, InvGateUserId, NewTicket, PageCursor,
+    StoredTicket, TicketDraft, TicketPage, TicketReadStore,
 };
 use ticketd_pgtemp::{TestDatabase, test_database};
 use ticketd_postgres::{
@@ -41,7 +41,7 @@ fn ticket(inv_gate_id: i64, creator: &str, created: i64) -> StoredTicket {
         customer_id: InvGateUserId::new(42),
         ticket: NewTicket::parse(draft, vec![], Utc::now(), chrono::Duration::seconds(60))
             .expect("valid"),
-        invgate_response: json!({"request_id": inv_gate_id}),
+        invgate_response: InvGateAnswer::new(json!({"request_id": inv_gate_id})),
         created_at: DateTime::<Utc>::from_timestamp(created, 0).expect("instant"),
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use ticketd_domain::{
-    Attachment, AttachmentName, EmailAddress, IncidentId, InvGateUserId, NewTicket, OperationId,
-    Sha256Hex, StoreTicketError, StoredTicket, TicketDraft,
+    Attachment, AttachmentName, EmailAddress, IncidentId, InvGateAnswer, InvGateUserId, NewTicket,
+    OperationId, Sha256Hex, StoreTicketError, StoredTicket, TicketDraft,
 };
 use ticketd_pgtemp::{TestDatabase, test_database};
 use ticketd_postgres::{
@@ -56,7 +56,9 @@ fn stored_ticket(inv_gate_id: i64) -> StoredTicket {
         creator_id: InvGateUserId::new(42),
         customer_id: InvGateUserId::new(43),
         ticket,
-        invgate_response: json!({"status": "OK", "info": "Creado", "request_id": inv_gate_id}),
+        invgate_response: InvGateAnswer::new(
+            json!({"status": "OK", "info": "Creado", "request_id": inv_gate_id}),
+        ),
         created_at: DateTime::<Utc>::from_timestamp(1_800_000_000, 123_000).expect("instant"),
     }
 }
@@ -104,10 +106,7 @@ async fn a_ticket_recorded_as_created_reads_back_with_every_field_and_a_replay_c
     let ticket = stored_ticket(1865);
 
     for _ in 0..2 {
-        repository
-            .record_created(&ticket, r#"{"request_id":1865}"#)
-            .await
-            .expect("recorded");
+        repository.record_created(&ticket).await.expect("recorded");
     }
     let row = repository
         .find_by_inv_gate_id(1865)

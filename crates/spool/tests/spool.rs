@@ -3,8 +3,8 @@
 use chrono::Utc;
 use serde_json::json;
 use ticketd_domain::{
-    EmailAddress, IncidentId, InvGateUserId, NewTicket, OperationId, RecordSpool, SpooledRecord,
-    StoredTicket, TicketDraft,
+    EmailAddress, IncidentId, InvGateAnswer, InvGateUserId, NewTicket, OperationId, RecordSpool,
+    SpooledRecord, StoredTicket, TicketDraft,
 };
 use ticketd_spool::FsRecordSpool;
 
@@ -26,10 +26,10 @@ fn record(inv_gate_id: i64) -> SpooledRecord {
         customer_id: InvGateUserId::new(42),
         ticket: NewTicket::parse(draft, vec![], Utc::now(), chrono::Duration::seconds(60))
             .expect("valid"),
-        invgate_response: json!({"request_id": inv_gate_id}),
+        invgate_response: InvGateAnswer::new(json!({"request_id": inv_gate_id})),
         created_at: Utc::now(),
     };
-    SpooledRecord::new(&stored, &stored.invgate_response.to_string())
+    SpooledRecord::new(&stored)
 }
 
 #[tokio::test]
