@@ -5,6 +5,7 @@
 //! when it fills). Written directly, each line would be a `write` system call on the request's
 //! thread, and waking a writer thread per line would cost as much.
 //! Lines reach stderr at most [`WRITE_INTERVAL`] late; [`flush`] writes what is pending at once.
+//! With nothing to write, the thread sleeps until a line arrives.
 
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
@@ -246,6 +247,8 @@ const EAGER_BYTES: usize = 256 * 1024;
 struct Pending {
     lines: Mutex<Vec<u8>>,
     full: Condvar,
+    /// How many times the writer thread woke to write (for the tests).
+    wakeups: std::sync::atomic::AtomicUsize,
 }
 
 impl Pending {
@@ -302,8 +305,18 @@ fn write_periodically(pending: &Pending, out: &mut impl Write) {
     let mut spare = Vec::with_capacity(EAGER_BYTES);
     loop {
         if let Ok(lines) = pending.lines.lock() {
-            // Woken early when the buffer fills; otherwise on the interval.
-            let _ = pending.full.wait_timeout(lines, WRITE_INTERVAL);
+            // Asleep while nothing is pending, so an idle ticketd does not wake every interval
+            // (it did, 50 times a second); a line written into an empty buffer wakes it.
+            if let Ok(lines) = pending.full.wait_while(lines, |lines| lines.is_empty()) {
+                pending
+                    .wakeups
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // Then the interval, so the lines of the next few milliseconds go out in one
+                // write; sooner when the buffer fills.
+                let _ = pending
+                    .full
+                    .wait_timeout_while(lines, WRITE_INTERVAL, |lines| lines.len() < EAGER_BYTES);
+            }
         }
         spare = pending.drain(out, spare);
     }
@@ -319,8 +332,11 @@ pub fn flush() {
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         if let Ok(mut lines) = self.pending.lines.lock() {
+            let first = lines.is_empty();
             lines.extend_from_slice(buf);
-            if lines.len() >= EAGER_BYTES {
+            // The writer sleeps until a first line arrives, and after it until the interval
+            // ends or the buffer fills: one wake-up per batch, none per line.
+            if first || lines.len() >= EAGER_BYTES {
                 self.pending.full.notify_one();
             }
         }
@@ -530,5 +546,34 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(sink.0.lock().expect("lock").0, b"{\"message\":\"hi\"}\n");
+    }
+
+    #[test]
+    fn the_writer_thread_sleeps_while_nothing_is_logged_and_wakes_when_a_line_is() {
+        use std::sync::atomic::Ordering;
+        let pending = Arc::new(Pending::default());
+        let mut writer = LogWriter {
+            pending: pending.clone(),
+        };
+        let sink = Sink::default();
+        let mut out = sink.clone();
+        let shared = pending.clone();
+        std::thread::spawn(move || write_periodically(&shared, &mut out));
+        // Five write intervals with nothing logged: a writer on a timer would have woken.
+        std::thread::sleep(WRITE_INTERVAL * 5);
+        assert_eq!(pending.wakeups.load(Ordering::Relaxed), 0);
+
+        writer
+            .write_all(b"{\"n\":1}\n{\"n\":2}\n")
+            .expect("buffered");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while sink.0.lock().expect("lock").0.is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never written");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // Written, and asleep again: no wake-up since.
+        std::thread::sleep(WRITE_INTERVAL * 5);
+        assert_eq!(sink.0.lock().expect("lock").0, b"{\"n\":1}\n{\"n\":2}\n");
+        assert_eq!(pending.wakeups.load(Ordering::Relaxed), 1);
     }
 }
