@@ -190,8 +190,7 @@ impl Verifier {
         }
         // The header is read before any key is chosen; `alg: none` and unknown algorithms fail
         // to parse here.
-        let header = jsonwebtoken::decode_header(token)
-            .map_err(|e| TokenError::Malformed(format!("header: {e}")))?;
+        let header = KeyHeader::of(token)?;
         if let Some(crit) = header.crit {
             // RFC 7515 §4.1.11: extensions listed as critical must be understood; we know none.
             return Err(TokenError::CriticalExtension(crit));
@@ -310,6 +309,32 @@ fn validation(policy: &TokenPolicy, algorithm: Algorithm) -> Validation {
     }
     validation.set_required_spec_claims(&required);
     validation
+}
+
+/// What a token's header says about the key that signed it. jsonwebtoken reads the whole header
+/// again when it verifies the signature (and refuses what it cannot read); this reads only what
+/// chooses the key, where `jsonwebtoken::decode_header` built the whole header a first time
+/// (about 1% of ticketd's CPU per ticket).
+#[derive(Debug, serde::Deserialize)]
+struct KeyHeader {
+    alg: Algorithm,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Vec<String>>,
+}
+
+impl KeyHeader {
+    /// The header of a compact JWS (three dot-separated parts, checked by the caller).
+    fn of(token: &str) -> Result<Self, TokenError> {
+        use base64::Engine as _;
+        let encoded = token.split('.').next().unwrap_or_default();
+        // The same encoding jsonwebtoken decodes: base64url without padding.
+        let json = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|e| TokenError::Malformed(format!("header: {e}")))?;
+        serde_json::from_slice(&json).map_err(|e| TokenError::Malformed(format!("header: {e}")))
+    }
 }
 
 fn is_key_specific(kind: &ErrorKind) -> bool {
