@@ -1252,3 +1252,36 @@ fn markdown(report: &Report) -> String {
     }
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump_with(name: &str, text: &str) -> PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "ticketd-bench-{}-{name}",
+            uuid::Uuid::new_v4().simple()
+        ));
+        std::fs::write(&path, text).expect("temporary file");
+        path
+    }
+
+    #[test]
+    fn a_callgrind_dump_s_summary_line_is_its_instruction_count() {
+        let dump = dump_with(
+            "counted",
+            "# callgrind format\nversion: 1\nevents: Ir\nsummary: 1045717965\n\nfn=(1) main\n0 5\n",
+        );
+        let counted = dumped_instructions(&dump);
+        let _ = std::fs::remove_file(&dump);
+        assert_eq!(counted.expect("a count"), 1_045_717_965.0);
+    }
+
+    #[test]
+    fn a_dump_without_a_summary_line_is_an_error() {
+        let dump = dump_with("empty", "# callgrind format\nversion: 1\nevents: Ir\n");
+        let counted = dumped_instructions(&dump);
+        let _ = std::fs::remove_file(&dump);
+        assert!(counted.is_err());
+    }
+}
