@@ -527,38 +527,42 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_writer_thread_writes_pending_lines_without_being_asked() {
+    /// A writer thread of its own, writing into a sink: its pending buffer, a writer into it,
+    /// and the sink.
+    fn writer_thread() -> (Arc<Pending>, LogWriter, Sink) {
         let pending = Arc::new(Pending::default());
-        let mut writer = LogWriter {
+        let writer = LogWriter {
             pending: pending.clone(),
         };
         let sink = Sink::default();
         let mut out = sink.clone();
         let shared = pending.clone();
         std::thread::spawn(move || write_periodically(&shared, &mut out));
-        writer
-            .write_all(b"{\"message\":\"hi\"}\n")
-            .expect("buffered");
+        (pending, writer, sink)
+    }
+
+    fn wait_until_written(sink: &Sink) {
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         while sink.0.lock().expect("lock").0.is_empty() {
             assert!(std::time::Instant::now() < deadline, "never written");
             std::thread::sleep(Duration::from_millis(5));
         }
+    }
+
+    #[test]
+    fn the_writer_thread_writes_pending_lines_without_being_asked() {
+        let (_pending, mut writer, sink) = writer_thread();
+        writer
+            .write_all(b"{\"message\":\"hi\"}\n")
+            .expect("buffered");
+        wait_until_written(&sink);
         assert_eq!(sink.0.lock().expect("lock").0, b"{\"message\":\"hi\"}\n");
     }
 
     #[test]
     fn the_writer_thread_sleeps_while_nothing_is_logged_and_wakes_when_a_line_is() {
         use std::sync::atomic::Ordering;
-        let pending = Arc::new(Pending::default());
-        let mut writer = LogWriter {
-            pending: pending.clone(),
-        };
-        let sink = Sink::default();
-        let mut out = sink.clone();
-        let shared = pending.clone();
-        std::thread::spawn(move || write_periodically(&shared, &mut out));
+        let (pending, mut writer, sink) = writer_thread();
         // Five write intervals with nothing logged: a writer on a timer would have woken.
         std::thread::sleep(WRITE_INTERVAL * 5);
         assert_eq!(pending.wakeups.load(Ordering::Relaxed), 0);
@@ -566,11 +570,7 @@ mod tests {
         writer
             .write_all(b"{\"n\":1}\n{\"n\":2}\n")
             .expect("buffered");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while sink.0.lock().expect("lock").0.is_empty() {
-            assert!(std::time::Instant::now() < deadline, "never written");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until_written(&sink);
         // Written, and asleep again: no wake-up since.
         std::thread::sleep(WRITE_INTERVAL * 5);
         assert_eq!(sink.0.lock().expect("lock").0, b"{\"n\":1}\n{\"n\":2}\n");

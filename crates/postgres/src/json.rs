@@ -41,9 +41,7 @@ impl<'a> JsonStr<'a> {
 
 impl ToSql<Jsonb, Pg> for JsonStr<'_> {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        out.write_all(&[JSONB_FORMAT_VERSION])?;
-        out.write_all(self.0.as_bytes())?;
-        Ok(IsNull::No)
+        write_jsonb(self.0, out)
     }
 }
 
@@ -51,10 +49,15 @@ impl ToSql<Jsonb, Pg> for JsonStr<'_> {
 /// `jsonb_send`/`jsonb_recv`; the text is then parsed by the server as in `'…'::jsonb`).
 const JSONB_FORMAT_VERSION: u8 = 1;
 
+/// Writes JSON text as a `jsonb` parameter in its binary format.
+fn write_jsonb(json: &str, out: &mut Output<'_, '_, Pg>) -> serialize::Result {
+    out.write_all(&[JSONB_FORMAT_VERSION])?;
+    out.write_all(json.as_bytes())?;
+    Ok(IsNull::No)
+}
+
 impl ToSql<Jsonb, Pg> for JsonText {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        out.write_all(&[JSONB_FORMAT_VERSION])?;
-        out.write_all(self.0.as_bytes())?;
-        Ok(IsNull::No)
+        write_jsonb(&self.0, out)
     }
 }
