@@ -157,11 +157,17 @@ const ENDPOINTS: [&str; 6] = [
 ];
 
 /// The HTTP client of one thread: keep-alive connections to InvGate are reused between calls.
+///
+/// Redirects are not followed: InvGate's API answers where it is asked, a create's body (files
+/// streamed from disk) cannot be sent twice, and a 301/302 would turn the `POST` into a `GET`.
+/// A 3xx is an unexpected answer like any other. Following them also cost a parse of each
+/// request's URL (reqwest's redirect layer), half a percent of a ticket's CPU.
 fn http_client(connect_timeout: Duration) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .user_agent(concat!("ticketd/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
         .pool_idle_timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
         .build()
 }
 
@@ -392,7 +398,7 @@ struct Answer {
 }
 
 /// One attempt of a call to `endpoint`, measured: its duration and outcome go to the metrics.
-async fn send(endpoint: &str, request: RequestBuilder) -> Result<Answer, GatewayError> {
+async fn send(endpoint: &'static str, request: RequestBuilder) -> Result<Answer, GatewayError> {
     let started = std::time::Instant::now();
     let answer = send_unmeasured(request).await;
     let outcome = match &answer {
@@ -753,7 +759,11 @@ fn read_is_retryable(err: &GatewayError) -> bool {
 impl ReqwestInvGateClient {
     /// POSTs the multipart body `form` builds (afresh for each attempt: large files are
     /// streams) to `endpoint`, retrying as writes may; a non-2xx answer is an error.
-    async fn post_write<F, Fut>(&self, endpoint: &str, form: F) -> Result<Answer, GatewayError>
+    async fn post_write<F, Fut>(
+        &self,
+        endpoint: &'static str,
+        form: F,
+    ) -> Result<Answer, GatewayError>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<FinishedBody, GatewayError>>,
@@ -780,7 +790,7 @@ impl ReqwestInvGateClient {
     /// GETs `endpoint` with `query` as JSON, retrying as reads may.
     async fn get_json(
         &self,
-        endpoint: &str,
+        endpoint: &'static str,
         query: &[(&str, String)],
     ) -> Result<Value, GatewayError> {
         let answer = self
@@ -808,7 +818,7 @@ impl ReqwestInvGateClient {
     /// Follows `next_page_key` through a paged list, collecting what `items` finds on each page.
     async fn all_pages(
         &self,
-        endpoint: &str,
+        endpoint: &'static str,
         query: &[(&str, String)],
         items: fn(&Value) -> Vec<&Value>,
     ) -> Result<Vec<IncidentSummary>, GatewayError> {

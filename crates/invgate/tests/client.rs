@@ -419,6 +419,33 @@ async fn server_errors_and_garbage_are_unavailable_and_the_create_is_never_retri
 }
 
 #[tokio::test]
+async fn a_redirect_is_not_followed_but_is_an_unexpected_answer() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/v1/incident"))
+        .respond_with(
+            ResponseTemplate::new(307).insert_header("Location", "/elsewhere/api/v1/incident"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    // Anything at the redirect's target would be a second create.
+    Mock::given(path("/elsewhere/api/v1/incident"))
+        .respond_with(ok_answer())
+        .expect(0)
+        .mount(&server)
+        .await;
+
+    let err = client(&server)
+        .create_incident(InvGateUserId::new(42), &ticket_with(draft(), vec![]))
+        .await
+        .expect_err("a redirect is not a created incident");
+
+    assert!(matches!(err, GatewayError::Unavailable(_)), "{err:?}");
+    assert!(format!("{err:?}").contains("HTTP 307"), "{err:?}");
+}
+
+#[tokio::test]
 async fn a_success_answer_is_passed_on_even_without_an_id_for_the_domain_to_judge() {
     let server = MockServer::start().await;
     mock_create(
