@@ -300,6 +300,41 @@ async fn the_email_claim_is_configurable_and_an_email_shaped_sub_is_the_fallback
 }
 
 #[tokio::test]
+async fn an_email_claim_that_is_not_a_string_falls_back_to_the_sub_whatever_the_claim_s_name() {
+    for claim in ["email", "upn"] {
+        let v = Verifier::new(
+            vec![hmac(SECRET)],
+            None,
+            TokenPolicy {
+                email_claim: claim.into(),
+                ..TokenPolicy::default()
+            },
+        );
+        let mut odd = json!({"sub": "dave@example.com", "exp": now() + 60, "roles": ["a", "b"]});
+        odd[claim] = json!({"address": "x@example.com"});
+        assert_eq!(
+            v.verify(&hs256(&odd, SECRET))
+                .await
+                .expect("valid")
+                .email
+                .as_str(),
+            "dave@example.com",
+            "{claim}"
+        );
+        odd[claim] = json!("erin@example.com");
+        assert_eq!(
+            v.verify(&hs256(&odd, SECRET))
+                .await
+                .expect("valid")
+                .email
+                .as_str(),
+            "erin@example.com",
+            "{claim}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn email_verified_is_required_only_when_configured() {
     let strict = Verifier::new(
         vec![hmac(SECRET)],
