@@ -116,11 +116,17 @@ pub(crate) async fn request_context(
         Err(_) => "unmatched".to_owned(),
     };
     let method_label = match method.as_str() {
-        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
         _ => "other",
     };
     ticketd_metrics::metrics().http_request(
-        &route,
+        route,
         method_label,
         status.as_u16(),
         started.elapsed().as_secs_f64(),
