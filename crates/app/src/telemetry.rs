@@ -103,14 +103,12 @@ where
         .with(
             tracing_subscriber::fmt::layer()
                 .with_writer(writer)
-                .json()
-                .flatten_event(true)
-                // Every line carries the spans it sits in (so the request id of the outermost).
-                .with_current_span(true)
-                .with_span_list(true)
-                // After the JSON options, which are only on a layer with JSON fields.
                 .fmt_fields(JsonSpanFields)
-                .with_span_events(span_events),
+                // Before the event format, as only tracing-subscriber's own formats have it;
+                // the setting stays with the layer.
+                .with_span_events(span_events)
+                // Every line carries the spans it sits in (so the request id of the outermost).
+                .event_format(JsonLines),
         )
 }
 
@@ -139,24 +137,200 @@ impl<'w> tracing_subscriber::fmt::FormatFields<'w> for JsonSpanFields {
         current: &'w mut tracing_subscriber::fmt::FormattedFields<Self>,
         fields: &tracing::span::Record<'_>,
     ) -> std::fmt::Result {
-        let mut members = JsonMembers::default();
-        fields.record(&mut members);
-        if members.0.is_empty() {
-            return Ok(());
+        let mut recorded = Recorded::default();
+        fields.record(&mut recorded);
+        for (name, member) in recorded.0 {
+            set_member(&mut current.fields, name, &member.0);
         }
-        match current.fields.pop() {
-            // `{…}` so far: the new members go before the closing brace.
-            Some('}') if current.fields.len() > 1 => current.fields.push(','),
-            // `{}`, or nothing yet.
-            _ => {
-                current.fields.clear();
-                current.fields.push('{');
-            }
-        }
-        current.fields.push_str(&members.0);
-        current.fields.push('}');
         Ok(())
     }
+}
+
+/// Sets `"name":value` (`member`) in `object`, the JSON text of an object of scalar members:
+/// in place of the value `name` has, or at the end. A value recorded again replaces the first
+/// one where it stood, as a map read from the text would keep it, so a line's span fields
+/// are the same whether or not they are read back into a map.
+fn set_member(object: &mut String, name: &str, member: &str) {
+    if let Some((start, end)) = member_span(object, name) {
+        object.replace_range(start..end, member);
+        return;
+    }
+    match object.pop() {
+        // `{…}` so far: the new member goes before the closing brace.
+        Some('}') if object.len() > 1 => object.push(','),
+        // `{}`, or nothing yet.
+        _ => {
+            object.clear();
+            object.push('{');
+        }
+    }
+    object.push_str(member);
+    object.push('}');
+}
+
+/// Where the member `name` of `object` starts and ends, if it has one: a walk over the members,
+/// one pass with no allocation (a span has a value recorded a few times per request).
+fn member_span(object: &str, name: &str) -> Option<(usize, usize)> {
+    // Field names are nearly always plain (letters, digits, `.`, `_`): the key is the name.
+    let escaped;
+    let key = if name.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20) {
+        let mut quoted = JsonMembers::default();
+        quoted.string(name);
+        escaped = quoted.0;
+        &escaped[1..escaped.len() - 1]
+    } else {
+        name
+    };
+    let bytes = object.as_bytes();
+    // After `{`, each member is a key, `:`, a scalar value, then `,` or the closing `}`.
+    let mut at = 1;
+    while bytes.get(at) == Some(&b'"') {
+        let start = at;
+        let key_end = at + scalar_len(&object[at..]);
+        let value_end = key_end + 1 + scalar_len(object.get(key_end + 1..)?);
+        if object.get(start + 1..key_end - 1) == Some(key) {
+            return Some((start, value_end));
+        }
+        at = value_end + 1;
+    }
+    None
+}
+
+/// The length of the scalar JSON value (string, number, `true`, `false`, `null`) `text` starts
+/// with.
+fn scalar_len(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    if bytes.first() == Some(&b'"') {
+        let mut at = 1;
+        while at < bytes.len() {
+            match bytes[at] {
+                b'\\' => at += 2,
+                b'"' => return at + 1,
+                _ => at += 1,
+            }
+        }
+        return bytes.len();
+    }
+    text.find([',', '}']).unwrap_or(text.len())
+}
+
+/// Each field recorded into a span after it was created, as its name and `"name":value`.
+#[derive(Default)]
+struct Recorded(Vec<(&'static str, JsonMembers)>);
+
+impl Recorded {
+    fn add(&mut self, field: &tracing::field::Field, write: impl FnOnce(&mut JsonMembers)) {
+        let mut member = JsonMembers::default();
+        write(&mut member);
+        self.0.push((field.name(), member));
+    }
+}
+
+impl tracing::field::Visit for Recorded {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.add(field, |m| m.record_str(field, value));
+    }
+    fn record_i64(&mut self, field: &tracing::field::Field, value: i64) {
+        self.add(field, |m| m.record_i64(field, value));
+    }
+    fn record_u64(&mut self, field: &tracing::field::Field, value: u64) {
+        self.add(field, |m| m.record_u64(field, value));
+    }
+    fn record_bool(&mut self, field: &tracing::field::Field, value: bool) {
+        self.add(field, |m| m.record_bool(field, value));
+    }
+    fn record_f64(&mut self, field: &tracing::field::Field, value: f64) {
+        self.add(field, |m| m.record_f64(field, value));
+    }
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.add(field, |m| m.record_debug(field, value));
+    }
+}
+
+/// Writes each event as one JSON object per line: the timestamp, the level, the event's fields,
+/// its target, its span (`span`) and every span it sits in from the outermost (`spans`), each
+/// span with its fields and `name`. The same lines as tracing-subscriber's JSON format (with
+/// `flatten_event`, `with_current_span` and `with_span_list`), byte for byte (a test checks it),
+/// but each span's fields go in as the JSON text [`JsonSpanFields`] keeps, where that format
+/// read them back into a map and wrote them out again for every line, the current span's twice.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonLines;
+
+impl<S> tracing_subscriber::fmt::FormatEvent<S, JsonSpanFields> for JsonLines
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn format_event(
+        &self,
+        ctx: &tracing_subscriber::fmt::FmtContext<'_, S, JsonSpanFields>,
+        mut writer: tracing_subscriber::fmt::format::Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        use tracing_log::NormalizeEvent;
+        use tracing_subscriber::fmt::time::FormatTime;
+
+        // Events from the `log` crate carry their level and target in fields.
+        let normalized = event.normalized_metadata();
+        let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
+        let mut line = JsonMembers::default();
+        line.key("timestamp");
+        line.0.push('"');
+        tracing_subscriber::fmt::time::SystemTime.format_time(
+            &mut tracing_subscriber::fmt::format::Writer::new(&mut line.0),
+        )?;
+        line.0.push('"');
+        line.key("level");
+        line.string(meta.level().as_str());
+        event.record(&mut line);
+        line.key("target");
+        line.string(meta.target());
+        let current = event
+            .parent()
+            .and_then(|id| ctx.span(id))
+            .or_else(|| ctx.lookup_current());
+        if let Some(span) = &current {
+            line.key("span");
+            write_span(&mut line, span);
+            line.key("spans");
+            line.0.push('[');
+            if let Some(leaf) = ctx.lookup_current() {
+                for (at, span) in leaf.scope().from_root().enumerate() {
+                    if at > 0 {
+                        line.0.push(',');
+                    }
+                    write_span(&mut line, &span);
+                }
+            }
+            line.0.push(']');
+        }
+        writer.write_char('{')?;
+        writer.write_str(&line.0)?;
+        writer.write_str("}\n")
+    }
+}
+
+/// A span as an object: its fields, then `"name"`.
+fn write_span<S>(line: &mut JsonMembers, span: &tracing_subscriber::registry::SpanRef<'_, S>)
+where
+    S: for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    let extensions = span.extensions();
+    let fields = extensions
+        .get::<tracing_subscriber::fmt::FormattedFields<JsonSpanFields>>()
+        .map_or("", |fields| fields.fields.as_str());
+    // `{…}` without its closing brace, or `{` when there are no fields.
+    match fields.strip_suffix('}') {
+        Some(members) if members.len() > 1 => {
+            line.0.push_str(members);
+            line.0.push(',');
+        }
+        _ => line.0.push('{'),
+    }
+    let mut name = JsonMembers::default();
+    name.key("name");
+    name.string(span.metadata().name());
+    line.0.push_str(&name.0);
+    line.0.push('}');
 }
 
 /// `"name":value` pairs, comma-separated, as a [`tracing::field::Visit`]or writes them.
@@ -166,12 +340,17 @@ struct JsonMembers(String);
 impl JsonMembers {
     /// Appends `"name":json`, `json` being a JSON value already.
     fn member(&mut self, field: &tracing::field::Field, json: &str) {
+        self.key(field.name());
+        self.0.push_str(json);
+    }
+
+    /// Appends `"name":`, after a comma unless it is the first member.
+    fn key(&mut self, name: &str) {
         if !self.0.is_empty() {
             self.0.push(',');
         }
-        self.string(field.name());
+        self.string(name);
         self.0.push(':');
-        self.0.push_str(json);
     }
 
     /// Appends `value` as a JSON string, escaped as `serde_json` escapes it, without the
@@ -425,6 +604,153 @@ mod tests {
         assert_eq!(line["span"]["invgate.request_id"], 8);
         assert_eq!(line["spans"][0]["request_id"], "r-1");
         assert_eq!(line["spans"][1]["operation.id"], "op-1");
+    }
+
+    /// The lines `f` logs through tracing-subscriber's own JSON format, with the options
+    /// ticketd used before it wrote lines itself ([`JsonLines`]).
+    fn reference_json_lines(f: impl FnOnce()) -> String {
+        let sink = Sink::default();
+        let out = sink.clone();
+        let subscriber = tracing_subscriber::registry()
+            .with(log_filter("trace").expect("a valid filter"))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(move || out.clone())
+                    .json()
+                    .flatten_event(true)
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .fmt_fields(JsonSpanFields),
+            );
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = sink.0.lock().expect("lock").0.clone();
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    /// The lines `f` logs through the subscriber `ticketd serve` installs.
+    fn ticketd_json_lines(f: impl FnOnce()) -> String {
+        let sink = Sink::default();
+        let out = sink.clone();
+        let subscriber = json_subscriber(
+            log_filter("trace").expect("a valid filter"),
+            move || out.clone(),
+            false,
+        );
+        tracing::subscriber::with_default(subscriber, f);
+        let bytes = sink.0.lock().expect("lock").0.clone();
+        String::from_utf8(bytes).expect("UTF-8")
+    }
+
+    /// `lines` with each line's timestamp (its first member) blanked.
+    fn without_timestamps(lines: &str) -> Vec<String> {
+        lines
+            .lines()
+            .map(|line| {
+                let rest = line
+                    .strip_prefix("{\"timestamp\":\"")
+                    .and_then(|rest| rest.split_once('"'))
+                    .map_or(line, |(_, rest)| rest);
+                format!("{{\"timestamp\":\"…\"{rest}")
+            })
+            .collect()
+    }
+
+    /// Logs events of every kind of field, in and out of nested spans, with values recorded
+    /// into spans after they were created (one of them twice).
+    fn every_kind_of_line() {
+        #[derive(Debug)]
+        struct Odd {
+            _n: u8,
+        }
+        let error = std::io::Error::other("disk \"full\"");
+        tracing::info!("outside any span");
+        let request = tracing::info_span!(
+            "http.request",
+            request_id = "r-1",
+            http.method = %"POST",
+            quote = "say \"hi\"\n\u{1}",
+        );
+        let _request = request.enter();
+        tracing::warn!(
+            text = "naïve ☃",
+            signed = -3_i64,
+            unsigned = 7_u64,
+            ratio = 0.25,
+            nan = f64::NAN,
+            big = 1e300,
+            yes = true,
+            debug = ?Odd { _n: 1 },
+            display = %"shown",
+            error = &error as &(dyn std::error::Error + 'static),
+            wide = 170_141_183_460_469_231_731_687_303_715_884_105_727_i128,
+            "inside {}", "the request"
+        );
+        let create = tracing::info_span!(
+            "tickets.create",
+            operation.id = tracing::field::Empty,
+            invgate.request_id = tracing::field::Empty,
+        );
+        let _create = create.enter();
+        create.record("invgate.request_id", 7);
+        create.record("operation.id", tracing::field::display("op-1"));
+        create.record("invgate.request_id", "eight");
+        tracing::error!(target: "ticketd::access", latency_ms = 1.5, "request finished");
+        let empty = tracing::info_span!("binding");
+        empty.in_scope(|| tracing::debug!("no fields in this span"));
+        let other = tracing::info_span!(parent: None, "detached", n = 1);
+        tracing::info!(parent: &other, "an explicit parent");
+    }
+
+    #[test]
+    fn lines_are_byte_for_byte_those_of_tracing_subscriber_s_json_format() {
+        let ours = ticketd_json_lines(every_kind_of_line);
+        let reference = reference_json_lines(every_kind_of_line);
+        assert_eq!(ours.lines().count(), 5, "{ours}");
+        assert_eq!(without_timestamps(&ours), without_timestamps(&reference));
+        // And the timestamps have the same shape: RFC 3339, microseconds, UTC.
+        let stamp = |lines: &str| {
+            let line: serde_json::Value =
+                serde_json::from_str(lines.lines().next().expect("a line")).expect("JSON");
+            line["timestamp"].as_str().expect("a timestamp").len()
+        };
+        assert_eq!(stamp(&ours), stamp(&reference));
+    }
+
+    #[test]
+    fn a_value_recorded_again_replaces_the_first_where_it_stood() {
+        for (object, name, member, expected) in [
+            ("", "a", r#""a":1"#, r#"{"a":1}"#),
+            ("{}", "a", r#""a":1"#, r#"{"a":1}"#),
+            (r#"{"a":1}"#, "b", r#""b":"x""#, r#"{"a":1,"b":"x"}"#),
+            (
+                r#"{"a":1,"b":2}"#,
+                "a",
+                r#""a":"one""#,
+                r#"{"a":"one","b":2}"#,
+            ),
+            (
+                r#"{"a":"p,\"a\":q\\","ab":2,"b":3}"#,
+                "b",
+                r#""b":null"#,
+                r#"{"a":"p,\"a\":q\\","ab":2,"b":null}"#,
+            ),
+            (
+                r#"{"x":"\"a\":1","a":"s}t"}"#,
+                "a",
+                r#""a":true"#,
+                r#"{"x":"\"a\":1","a":true}"#,
+            ),
+            (
+                r#"{"q\"k":1,"b":2}"#,
+                "q\"k",
+                r#""q\"k":3"#,
+                r#"{"q\"k":3,"b":2}"#,
+            ),
+        ] {
+            let mut object = object.to_owned();
+            set_member(&mut object, name, member);
+            assert_eq!(object, expected);
+        }
     }
 
     #[test]
