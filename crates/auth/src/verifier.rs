@@ -329,6 +329,8 @@ impl IdentityClaims {
 
 /// The claims [`Verifier::identity`] reads, when the e-mail is in `email`. Kept as JSON values,
 /// so a claim of an unexpected type is ignored as it is in [`IdentityClaims::Any`], not an error.
+/// A token that names one of them twice is refused (RFC 7519 §4 lets a parser refuse duplicate
+/// claim names or take the last; the map of [`IdentityClaims::Any`] takes the last).
 #[derive(serde::Deserialize)]
 struct StandardClaims {
     email: Option<Value>,

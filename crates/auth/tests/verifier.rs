@@ -335,6 +335,35 @@ async fn an_email_claim_that_is_not_a_string_falls_back_to_the_sub_whatever_the_
 }
 
 #[tokio::test]
+async fn a_token_naming_its_email_claim_twice_is_refused_rather_than_read_either_way() {
+    /// Claims that serialize `email` twice: a `serde_json::Value` cannot hold them.
+    #[derive(serde::Serialize)]
+    struct Twice {
+        email: &'static str,
+        #[serde(rename = "email")]
+        again: &'static str,
+        exp: i64,
+    }
+    let claims = Twice {
+        email: "mallory@example.com",
+        again: "alice@example.com",
+        exp: now() + 60,
+    };
+    let token = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET.as_bytes()),
+    )
+    .expect("encodes");
+    // RFC 7519 §4: a parser must refuse duplicate claim names or take the last one; which
+    // address a token means must not depend on the parser.
+    assert!(matches!(
+        refused(&verifier(vec![hmac(SECRET)]), &token).await,
+        TokenError::Malformed(_)
+    ));
+}
+
+#[tokio::test]
 async fn email_verified_is_required_only_when_configured() {
     let strict = Verifier::new(
         vec![hmac(SECRET)],
