@@ -326,10 +326,8 @@ where
         }
         _ => line.0.push('{'),
     }
-    let mut name = JsonMembers::default();
-    name.key("name");
-    name.string(span.metadata().name());
-    line.0.push_str(&name.0);
+    line.0.push_str("\"name\":");
+    line.string(span.metadata().name());
     line.0.push('}');
 }
 

@@ -76,6 +76,13 @@ fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+async fn accepted_email(verifier: &Verifier, token: &str) -> String {
+    match verifier.verify(token).await {
+        Ok(identity) => identity.email.as_str().to_owned(),
+        Err(e) => panic!("refused: {e:?}"),
+    }
+}
+
 async fn refused(verifier: &Verifier, token: &str) -> TokenError {
     match verifier.verify(token).await {
         Err(e) => e,
@@ -313,21 +320,13 @@ async fn an_email_claim_that_is_not_a_string_falls_back_to_the_sub_whatever_the_
         let mut odd = json!({"sub": "dave@example.com", "exp": now() + 60, "roles": ["a", "b"]});
         odd[claim] = json!({"address": "x@example.com"});
         assert_eq!(
-            v.verify(&hs256(&odd, SECRET))
-                .await
-                .expect("valid")
-                .email
-                .as_str(),
+            accepted_email(&v, &hs256(&odd, SECRET)).await,
             "dave@example.com",
             "{claim}"
         );
         odd[claim] = json!("erin@example.com");
         assert_eq!(
-            v.verify(&hs256(&odd, SECRET))
-                .await
-                .expect("valid")
-                .email
-                .as_str(),
+            accepted_email(&v, &hs256(&odd, SECRET)).await,
             "erin@example.com",
             "{claim}"
         );
